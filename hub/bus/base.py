@@ -1,0 +1,127 @@
+"""The bus interface every engine implements (embedded, RabbitMQ).
+
+Semantics both engines share (tests/bus/test_behaviour.py runs against each):
+- `declare` builds the topology idempotently: one durable queue per route, bound by its patterns
+  (AMQP topic syntax: `*` one word, `#` zero or more words).
+- `publish` returns once the event is stored by the engine (publisher confirm); an event that no
+  queue is bound for raises `Unroutable` instead of vanishing.
+- `consume` delivers each message to the handler; the message is settled only after the handler
+  returns. A handler that raises is retried with back-off; after `delivery_limit` attempts, or at once
+  for `PermanentError` / `MalformedEvent`, the message goes to the dead-letter queue with the reason.
+- Ordering within a queue is publish order while nothing is retried.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+
+from hub.events import CloudEvent
+
+Handler = Callable[[CloudEvent], Awaitable[None]]
+
+
+class BusError(Exception):
+    """The bus could not do what was asked."""
+
+
+class Unroutable(BusError):
+    """No queue is bound for the event's type: publishing it would lose it."""
+
+
+class BusUnavailable(BusError):
+    """The broker cannot be reached right now; the caller keeps the event and tries later."""
+
+
+class PermanentError(Exception):
+    """Raised by a handler for a message that will never succeed: dead-letter it at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One durable queue and the routing-key patterns bound to it."""
+
+    queue: str
+    patterns: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: str  # the message id (the CloudEvent id when the body could be read)
+    queue: str
+    reason: str
+    attempts: int
+    body: bytes
+    dead_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    queue: str
+    depth: int  # messages waiting (ready)
+    dead_letters: int
+
+
+class Bus(ABC):
+    """A message bus engine. One instance per hub process."""
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def declare(self, routes: Sequence[Route]) -> None:
+        """Create queues and bindings (idempotent)."""
+
+    @abstractmethod
+    async def publish(self, event: CloudEvent) -> None:
+        """Publish with confirm; raises Unroutable or BusUnavailable."""
+
+    @abstractmethod
+    async def consume(self, queue: str, handler: Handler) -> None:
+        """Start delivering the queue's messages to the handler until `cancel` or `close`."""
+
+    @abstractmethod
+    async def cancel(self, queue: str) -> None:
+        """Stop consuming a queue; unsettled messages return to it."""
+
+    @abstractmethod
+    async def drain(self, queue: str, handler: Handler) -> int:
+        """Deliver what the queue holds now, then return how many were handled (batch flows)."""
+
+    @abstractmethod
+    async def dead_letters(self, queue: str | None = None) -> list[DeadLetter]: ...
+
+    @abstractmethod
+    async def replay(self, ids: Sequence[str] | None = None) -> int:
+        """Move dead letters (all when ids is None) back to their queues; returns how many."""
+
+    @abstractmethod
+    async def stats(self) -> list[QueueStats]: ...
+
+
+@lru_cache(maxsize=1024)
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    parts: list[str] = []
+    for word in pattern.split("."):
+        if word == "#":
+            parts.append(r"(?:[^.]+(?:\.[^.]+)*)?")
+        elif word == "*":
+            parts.append(r"[^.]+")
+        else:
+            parts.append(re.escape(word))
+    # '#' may also swallow the dot beside it, as in AMQP ("a.#" matches "a").
+    regex = r"\.".join(parts).replace(r"\.(?:[^.]+(?:\.[^.]+)*)?", r"(?:\.[^.]+)*")
+    regex = regex.replace(r"(?:[^.]+(?:\.[^.]+)*)?\.", r"(?:[^.]+\.)*")
+    return re.compile(f"^{regex}$")
+
+
+def topic_matches(pattern: str, routing_key: str) -> bool:
+    """AMQP topic-exchange matching."""
+    return _pattern_regex(pattern).match(routing_key) is not None

@@ -1,0 +1,41 @@
+"""Runtime settings, read from HUB_* environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_MAPPINGS = PROJECT_ROOT / "mappings"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///./var/hub.db"
+    broker_url: str = "memory://"
+    # Prefix of every exchange and queue name, so several hubs (or test runs) can share a broker.
+    bus_namespace: str = "hub"
+    mappings_dir: Path = SHIPPED_MAPPINGS
+    default_phone_region: str = "NL"
+    source: str = "urn:markiting-hub"
+    # Limits that protect the hub from one caller.
+    max_events_per_call: int = 100
+    max_query_depth: int = 10
+    # How long an adapter read stays cached; events about a customer clear it sooner.
+    cache_ttl_seconds: float = 30.0
+    cache_max_entries: int = 50_000
+    # Outbox relay: how many events per round and how long it idles when nothing wakes it.
+    relay_batch: int = 200
+    relay_idle_seconds: float = 0.5
+    # Consumer behaviour (both bus engines).
+    delivery_limit: int = 5
+    retry_backoff_seconds: float = 0.2
+    prefetch: int = 32
+    demo: bool = False
+
+    @cached_property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
