@@ -1,0 +1,27 @@
+"""The built-in CM's own tables, on the hub's MetaData (one Alembic history for the one-process hub)."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, String, Table
+
+from hub.store.tables import metadata
+
+# One row per customer CM knows: the policy state (hub_adapters.cm.policy.CustomerState as JSON) and
+# a version for optimistic concurrency between hub processes.
+cm_profiles = Table(
+    "cm_profiles",
+    metadata,
+    Column("customer_id", String(40), primary_key=True),
+    Column("state", JSON, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Propensity learning over all customers: shows and acceptances per offer, incremented atomically.
+cm_offer_learning = Table(
+    "cm_offer_learning",
+    metadata,
+    Column("offer_id", String(80), primary_key=True),
+    Column("shown", BigInteger, nullable=False, default=0),
+    Column("accepted", BigInteger, nullable=False, default=0),
+)
