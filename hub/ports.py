@@ -62,7 +62,8 @@ class ProfileSource(Protocol):
 @runtime_checkable
 class ContactRegistry(Protocol):
     async def upsert_customer(
-        self, tx: Tx, customer_id: str, name: str | None, emails: Sequence[str], phones: Sequence[str]
+        self, tx: Tx, customer_id: str, name: str | None, emails: Sequence[str], phones: Sequence[str],
+        attributes: dict[str, Any] | None = None,
     ) -> None: ...
 
     async def register_contact(self, tx: Tx, contact: Contact) -> None: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -47,9 +47,9 @@ def bus_namespace() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    """A fresh, empty database per test on the real server, dropped afterwards."""
+@contextlib.asynccontextmanager
+async def fresh_postgres_database() -> AsyncIterator[str]:
+    """A new, empty database on the real server, dropped afterwards."""
     require_service("PostgreSQL", POSTGRES_URL)
     import asyncpg
 
@@ -61,14 +61,102 @@ async def postgres_url() -> AsyncIterator[str]:
     finally:
         await conn.close()
     base, _, _ = POSTGRES_URL.rpartition("/")
-    yield f"{base}/{name}"
-    conn = await asyncpg.connect(admin_dsn)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield f"{base}/{name}"
     finally:
-        await conn.close()
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    async with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
+
+
+# --- The hub on a stack -------------------------------------------------------------------------
+# HUB_TEST_STACK=embedded (default): SQLite file + in-process bus. HUB_TEST_STACK=services: a fresh
+# PostgreSQL database + RabbitMQ with a fresh namespace. Tests that use `hub_settings` run on both
+# (`make test` runs the services pass with `-m stack`).
+STACK = os.environ.get("HUB_TEST_STACK", "embedded")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "hub_settings" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stack)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "stack: runs on the stack named by HUB_TEST_STACK")
+
+
+@pytest.fixture
+async def database_url(tmp_path) -> AsyncIterator[str]:
+    if STACK != "services":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
+        return
+    async with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def broker_url() -> str:
+    if STACK != "services":
+        return "memory://"
+    require_service("RabbitMQ", RABBITMQ_URL)
+    return RABBITMQ_URL
+
+
+@pytest.fixture
+def hub_settings(database_url, broker_url, bus_namespace):
+    from hub.config import Settings
+
+    return Settings(
+        database_url=database_url, broker_url=broker_url, bus_namespace=bus_namespace,
+        retry_backoff_seconds=0.05, relay_idle_seconds=0.1, delivery_limit=3,
+    )
+
+
+@pytest.fixture
+async def hub(hub_settings):
+    from hub.runtime import Hub
+
+    h = Hub(hub_settings)
+    await h.start()
+    try:
+        yield h
+    finally:
+        await h.close()
+        await _drop_namespace(hub_settings)
+
+
+async def _drop_namespace(settings) -> None:
+    """Delete the test's exchanges and queues so the shared broker does not fill up."""
+    if not settings.broker_url.startswith("amqp"):
+        return
+    from hub.bus import create_bus
+
+    bus = create_bus(settings, None)
+    drop = getattr(bus, "delete_topology", None)
+    if drop is not None:
+        await drop()
+
+
+@pytest.fixture
+async def client(hub):
+    import httpx
+
+    from hub.api.app import create_app
+
+    transport = httpx.ASGITransport(app=create_app(hub=hub))
+    async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as c:
+        yield c

@@ -73,8 +73,16 @@ class Identity(Strict):
     default_phone_region: str | None = None
 
 
+class Roles(Strict):
+    """Which system plays each role the contact scenario needs."""
+
+    contact_registry: str = "crm"
+    decision_engine: str = "cm"
+
+
 class HubMapping(Strict):
     identity: Identity = Identity()
+    roles: Roles = Roles()
     systems: dict[str, SystemConfig]
     # unified field -> systems in order of trust; the first with a value wins
     survivorship: dict[str, list[str]] = Field(default_factory=dict)

@@ -1,0 +1,41 @@
+# One entry point for newcomers and CI. Every target sets up what it needs from nothing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-embedded test-services lint schema bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## run: the hub on its embedded defaults (SQLite, in-process bus) with demo data, on :8000
+run: $(STAMP)
+	$(BIN)/hub serve --demo
+
+## test: the whole suite, then again on PostgreSQL + RabbitMQ, plus lint
+test: $(STAMP) lint test-embedded test-services
+
+## test-embedded: the suite on the embedded defaults (SQLite, in-process bus)
+test-embedded: $(STAMP)
+	$(BIN)/pytest -q
+
+## test-services: the suite that runs on PostgreSQL + RabbitMQ (HUB_TEST_STACK=services)
+test-services: $(STAMP)
+	HUB_TEST_STACK=services $(BIN)/pytest -q -m "stack"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+## schema: re-export schema/schema.graphql from the code
+schema: $(STAMP)
+	$(BIN)/hub export-schema
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,198 @@
+"""The GraphQL schema: queries, mutations and the NBA subscription. Resolvers call the core only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.types import Info
+
+from hub.api.context import Context, check_limit
+from hub.api.types import (
+    Channel,
+    Contact,
+    ContactEventInput,
+    Customer,
+    NextBestAction,
+    Offer,
+    Operations,
+    QueueStatus,
+    RecordContactEventsPayload,
+    StartContactInput,
+    StartContactPayload,
+)
+from hub.core.errors import BadInput, NotFound
+from hub.core.events import EventInput
+from hub.core.identity import keys_from
+
+I = Info[Context, None]  # noqa: E741
+
+
+async def _customer(info: I, customer_id: str) -> Customer | None:
+    view = await info.context.customers.load(customer_id)
+    return Customer.of(view) if view else None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="A customer by golden id; null when unknown.")
+    async def customer(self, info: I, id: strawberry.ID) -> Customer | None:
+        return await _customer(info, str(id))
+
+    @strawberry.field(description="A customer by any identifying key; null when unknown.")
+    async def customer_by_key(
+        self,
+        info: I,
+        email: str | None = None,
+        phone: str | None = None,
+        cookie_id: str | None = None,
+        customer_number: str | None = None,
+    ) -> Customer | None:
+        hub = info.context.hub
+        keys = keys_from(
+            email=email,
+            phone=phone,
+            cookie_id=cookie_id,
+            customer_id=customer_number,
+            region=hub.phone_region,
+        )
+        if not keys:
+            raise BadInput("give at least one key: email, phone, cookieId or customerNumber")
+        customer_id = await hub.contacts.find(keys)
+        return await _customer(info, customer_id) if customer_id else None
+
+    @strawberry.field(description="CM's offer catalog.")
+    async def offers(self, info: I) -> list[Offer]:
+        return [Offer.of(o) for o in await info.context.hub.decisions.offers()]
+
+    @strawberry.field(description="Queues, dead letters and outbox backlog, for operators.")
+    async def operations(self, info: I) -> Operations:
+        hub = info.context.hub
+        stats = await hub.bus.stats()
+        return Operations(
+            queues=[QueueStatus(queue=q.queue, depth=q.depth, dead_letters=q.dead_letters) for q in stats],
+            outbox_backlog=await hub.outbox.backlog(hub.engine),
+            relay_error=hub.relay.last_error,
+        )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Identify the visitor, register the contact, return view and NBAs.")
+    async def start_contact(self, info: I, input: StartContactInput) -> StartContactPayload:
+        hub = info.context.hub
+        ident = input.identification
+        keys = keys_from(
+            email=ident.email,
+            phone=ident.phone,
+            cookie_id=ident.cookie_id,
+            customer_id=str(ident.customer_id) if ident.customer_id is not None else None,
+            region=hub.phone_region,
+        )
+        started = await hub.contacts.start(input.channel, keys, input.name)
+        customer = await _customer(info, started.customer_id)
+        assert customer is not None, "a started contact's customer exists"
+        nbas = await hub.decisions.decide(started.customer_id, input.channel, 3)
+        return StartContactPayload(
+            contact=Contact.of(started.contact),
+            customer=customer,
+            created=started.created,
+            next_best_actions=[NextBestAction.of(n) for n in nbas],
+        )
+
+    @strawberry.mutation(description="Report what happened during a contact; the NBAs returned reflect it.")
+    async def record_contact_events(
+        self, info: I, contact_id: strawberry.ID, events: list[ContactEventInput]
+    ) -> RecordContactEventsPayload:
+        items = [
+            EventInput(
+                type=e.type,
+                offer_id=str(e.offer_id) if e.offer_id is not None else None,
+                response=e.response,
+                topic=e.topic,
+                occurred_at=e.occurred_at,
+                decision_id=str(e.decision_id) if e.decision_id is not None else None,
+            )
+            for e in events
+        ]
+        recorded = await info.context.hub.events.record(str(contact_id), items)
+        return RecordContactEventsPayload(
+            accepted=len(recorded.events),
+            event_ids=[strawberry.ID(e.id) for e in recorded.events],
+            next_best_actions=[NextBestAction.of(n) for n in recorded.next_best_actions],
+        )
+
+    @strawberry.mutation(description="End a contact, with an optional outcome.")
+    async def end_contact(self, info: I, contact_id: strawberry.ID, outcome: str | None = None) -> Contact:
+        return Contact.of(await info.context.hub.contacts.end(str(contact_id), outcome))
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="The customer's NBAs now, and again every time CM re-ranks them.")
+    async def next_best_actions(
+        self, info: I, customer_id: strawberry.ID, channel: Channel | None = None, limit: int = 3
+    ) -> AsyncGenerator[list[NextBestAction], None]:
+        check_limit(limit)
+        hub = info.context.hub
+        cid = str(customer_id)
+        if not await hub.views.existing([cid]):
+            raise NotFound(f"no customer with id {cid!r}", customerId=cid)
+        async with hub.feed.listen(cid) as changed:
+            while True:
+                nbas = await hub.decisions.decide(cid, channel, limit)
+                yield [NextBestAction.of(n) for n in nbas]
+                await changed.get()
+
+
+class ErrorCodes(SchemaExtension):
+    """Every error carries a stable `extensions.code`, also those graphql-core raises itself."""
+
+    def on_operation(self):  # type: ignore[no-untyped-def]
+        yield
+        result = self.execution_context.result
+        if result is None or not result.errors:
+            return
+        for error in result.errors:
+            _ensure_code(error, self.execution_context)
+
+
+def _ensure_code(error: GraphQLError, ctx: object) -> None:
+    if error.extensions and "code" in error.extensions:
+        return
+    if error.original_error is None and error.path is None:
+        message = error.message
+        code = "GRAPHQL_PARSE_FAILED" if message.startswith("Syntax Error") else "GRAPHQL_VALIDATION_FAILED"
+    elif error.original_error is None:
+        code = "BAD_USER_INPUT"
+    else:
+        code = "INTERNAL"
+    error.extensions = {**(error.extensions or {}), "code": code}
+
+
+def build_schema(max_depth: int = 10) -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=[
+            ErrorCodes,
+            ParserCache(maxsize=1024),
+            ValidationCache(maxsize=1024),
+            QueryDepthLimiter(max_depth=max_depth),
+            MaxTokensLimiter(max_token_count=5000),
+            MaxAliasesLimiter(max_alias_count=30),
+        ],
+    )
+
+
+schema = build_schema()

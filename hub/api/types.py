@@ -1,0 +1,199 @@
+"""GraphQL types: thin views over the core's model. Resolvers read through per-request DataLoaders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from hub.api.context import Context, check_limit
+from hub.core import model
+
+Channel = strawberry.enum(model.Channel, description="A front-end channel that runs contacts.")
+ContactEventType = strawberry.enum(model.ContactEventType, description="What happened during a contact.")
+PropositionResponse = strawberry.enum(
+    model.PropositionResponse, description="A customer's answer to an offer."
+)
+
+
+@strawberry.type(description="A segment the customer is in, as decided by CM.")
+class Segment:
+    id: strawberry.ID
+    name: str
+
+
+@strawberry.type(description="What CM has applied for one offer and this customer.")
+class OfferHistory:
+    offer_id: strawberry.ID
+    shown: int
+    accepted: int
+    rejected: int
+    later: int
+    last_shown_at: datetime | None
+
+    @classmethod
+    def of(cls, h: model.OfferHistory) -> OfferHistory:
+        return cls(
+            offer_id=strawberry.ID(h.offer_id),
+            shown=h.shown,
+            accepted=h.accepted,
+            rejected=h.rejected,
+            later=h.later,
+            last_shown_at=h.last_shown_at,
+        )
+
+
+@strawberry.type(description="A next best action: an offer ranked for one customer in one channel.")
+class NextBestAction:
+    offer_id: strawberry.ID
+    title: str
+    channel: Channel
+    priority: float
+    score: float
+    reason: str
+    decision_id: strawberry.ID
+
+    @classmethod
+    def of(cls, n: model.NextBestAction) -> NextBestAction:
+        return cls(
+            offer_id=strawberry.ID(n.offer_id),
+            title=n.title,
+            channel=n.channel,
+            priority=n.priority,
+            score=n.score,
+            reason=n.reason,
+            decision_id=strawberry.ID(n.decision_id),
+        )
+
+
+@strawberry.type(description="An offer in CM's catalog.")
+class Offer:
+    id: strawberry.ID
+    title: str
+    topics: list[str]
+    channels: list[Channel]
+
+    @classmethod
+    def of(cls, o: model.Offer) -> Offer:
+        return cls(id=strawberry.ID(o.id), title=o.title, topics=list(o.topics), channels=list(o.channels))
+
+
+@strawberry.type(description="One interaction of one customer in one channel.")
+class Contact:
+    id: strawberry.ID
+    customer_id: strawberry.ID
+    channel: Channel
+    started_at: datetime
+    ended_at: datetime | None
+    outcome: str | None
+
+    @classmethod
+    def of(cls, c: model.Contact) -> Contact:
+        return cls(
+            id=strawberry.ID(c.id),
+            customer_id=strawberry.ID(c.customer_id),
+            channel=c.channel,
+            started_at=c.started_at,
+            ended_at=c.ended_at,
+            outcome=c.outcome,
+        )
+
+    @strawberry.field(description="The customer this contact belongs to.")
+    async def customer(
+        self, info: Info[Context, None]
+    ) -> Annotated[Customer, strawberry.lazy("hub.api.types")] | None:
+        view = await info.context.customers.load(str(self.customer_id))
+        return Customer.of(view) if view else None
+
+
+@strawberry.type(description="The unified customer, merged from every system that knows them.")
+class Customer:
+    id: strawberry.ID
+    name: str | None
+    emails: list[str]
+    phones: list[str]
+    segments: list[Segment]
+    offer_history: list[OfferHistory]
+    contacts: list[Contact]
+    unavailable_systems: list[str] = strawberry.field(
+        description="Systems that could not be read: the view is partial when this is not empty."
+    )
+
+    @classmethod
+    def of(cls, v: model.CustomerView) -> Customer:
+        return cls(
+            id=strawberry.ID(v.id),
+            name=v.name,
+            emails=v.emails,
+            phones=v.phones,
+            segments=[Segment(id=strawberry.ID(s.id), name=s.name) for s in v.segments],
+            offer_history=[OfferHistory.of(h) for h in v.offer_history],
+            contacts=[Contact.of(c) for c in v.contacts],
+            unavailable_systems=v.errors,
+        )
+
+    @strawberry.field(description="CM's current next best actions, highest score first.")
+    async def next_best_actions(
+        self, info: Info[Context, None], channel: Channel | None = None, limit: int = 3
+    ) -> list[NextBestAction]:
+        check_limit(limit)
+        nbas = await info.context.hub.decisions.decide(str(self.id), channel, limit)
+        return [NextBestAction.of(n) for n in nbas]
+
+
+@strawberry.input(description="At least one key that identifies the visitor.")
+class IdentificationInput:
+    email: str | None = None
+    phone: str | None = None
+    customer_id: strawberry.ID | None = None
+    cookie_id: str | None = None
+
+
+@strawberry.input
+class StartContactInput:
+    channel: Channel
+    identification: IdentificationInput
+    name: str | None = None
+
+
+@strawberry.type
+class StartContactPayload:
+    contact: Contact
+    customer: Customer
+    created: bool
+    next_best_actions: list[NextBestAction]
+
+
+@strawberry.input
+class ContactEventInput:
+    type: ContactEventType
+    offer_id: strawberry.ID | None = None
+    response: PropositionResponse | None = None
+    topic: str | None = None
+    occurred_at: datetime | None = None
+    decision_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The NBA's decisionId this event responds to, when known."
+    )
+
+
+@strawberry.type
+class RecordContactEventsPayload:
+    accepted: int
+    event_ids: list[strawberry.ID]
+    next_best_actions: list[NextBestAction]
+
+
+@strawberry.type(description="One destination queue as operators see it.")
+class QueueStatus:
+    queue: str
+    depth: int
+    dead_letters: int
+
+
+@strawberry.type(description="Delivery health for operators.")
+class Operations:
+    queues: list[QueueStatus]
+    outbox_backlog: int
+    relay_error: str | None

@@ -1,0 +1,44 @@
+"""Idempotent consumer: applies an event to a destination once, however often it is delivered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.events import CloudEvent, utcnow
+from hub.ports import EventConsumer
+from hub.store.tables import processed_messages
+
+Changed = Callable[[str, Iterable[str]], None]
+
+
+class IdempotentConsumer:
+    """The bus handler for one destination.
+
+    The processed-message row is inserted first, in the same transaction as the destination's effect:
+    a redelivery finds the row and applies nothing; a crash before commit leaves neither. On
+    PostgreSQL a concurrent duplicate waits on the row's lock and then sees the conflict.
+    """
+
+    def __init__(self, destination: str, consumer: EventConsumer, engine: AsyncEngine, changed: Changed):
+        self.destination = destination
+        self._consumer = consumer
+        self._engine = engine
+        self._changed = changed
+
+    async def __call__(self, event: CloudEvent) -> None:
+        async with self._engine.begin() as tx:
+            insert = postgresql.insert if tx.dialect.name == "postgresql" else sqlite.insert
+            claimed = await tx.execute(
+                insert(processed_messages)
+                .values(destination=self.destination, event_id=event.id, processed_at=utcnow())
+                .on_conflict_do_nothing()
+                .returning(processed_messages.c.event_id)
+            )
+            if claimed.first() is None:
+                return  # applied before: a redelivery
+            customers = await self._consumer.consume(tx, event)
+        if customers:
+            self._changed(self.destination, customers)

@@ -1,0 +1,129 @@
+"""Use case: record contact events. Validated as a whole, stored in the outbox in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.core.contacts import ContactService
+from hub.core.errors import BadInput, TooManyEvents, UnknownOffer
+from hub.core.model import EVENT_TYPES, ContactEvent, ContactEventType, NextBestAction, PropositionResponse
+from hub.core.outbox import Outbox
+from hub.events import CloudEvent, new_id, utcnow
+from hub.ports import DecisionEngine
+
+# A clock a little ahead on the channel's side is normal; an event days in the future is a bug.
+FUTURE_SKEW = timedelta(minutes=5)
+MAX_TOPIC = 100
+
+
+@dataclass(frozen=True, slots=True)
+class EventInput:
+    type: ContactEventType
+    offer_id: str | None = None
+    response: PropositionResponse | None = None
+    topic: str | None = None
+    occurred_at: datetime | None = None
+    decision_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    events: list[ContactEvent]
+    next_best_actions: list[NextBestAction]
+
+
+class EventService:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        contacts: ContactService,
+        decisions: DecisionEngine,
+        outbox: Outbox,
+        source: str,
+        max_events: int,
+        committed: Callable[[Sequence[str]], None],
+    ):
+        self._engine = engine
+        self._contacts = contacts
+        self._decisions = decisions
+        self._outbox = outbox
+        self._source = source
+        self._max_events = max_events
+        self._committed = committed
+
+    async def record(self, contact_id: str, inputs: Sequence[EventInput], nba_limit: int = 3) -> Recorded:
+        if len(inputs) > self._max_events:
+            raise TooManyEvents(
+                f"at most {self._max_events} events per call, got {len(inputs)}", limit=self._max_events
+            )
+        offers = {o.id for o in await self._decisions.offers()}
+        now = utcnow()
+        for i, item in enumerate(inputs):
+            _check(i, item, offers, now)
+        async with self._engine.begin() as tx:
+            contact = await self._contacts.require_open(tx, contact_id)
+            events = [
+                ContactEvent(
+                    id=new_id(),
+                    type=item.type,
+                    customer_id=contact.customer_id,
+                    contact_id=contact.id,
+                    channel=contact.channel,
+                    occurred_at=item.occurred_at or now,
+                    offer_id=item.offer_id,
+                    response=item.response,
+                    topic=item.topic,
+                    decision_id=item.decision_id,
+                )
+                for item in inputs
+            ]
+            await self._outbox.add(
+                tx,
+                [
+                    CloudEvent(
+                        id=e.id,
+                        type=EVENT_TYPES[e.type],
+                        source=self._source,
+                        subject=e.customer_id,
+                        time=e.occurred_at,
+                        data=e.to_data(),
+                        correlationid=contact.id,
+                    )
+                    for e in events
+                ],
+            )
+        self._committed([contact.customer_id])
+        # CM consumes the events from the bus; until it has, they are passed along as pending, so the
+        # answer already reflects them.
+        nbas = await self._decisions.decide(contact.customer_id, contact.channel, nba_limit, pending=events)
+        return Recorded(events, nbas)
+
+
+def _check(i: int, item: EventInput, offers: set[str], now: datetime) -> None:
+    where = f"events[{i}]"
+    needs_offer = item.type in (ContactEventType.PROPOSITION_SHOWN, ContactEventType.PROPOSITION_RESPONSE)
+    if needs_offer and not item.offer_id:
+        raise BadInput(f"{where}: {item.type.value} needs an offerId", field=f"{where}.offerId")
+    if item.type is ContactEventType.PROPOSITION_RESPONSE and item.response is None:
+        raise BadInput(f"{where}: PROPOSITION_RESPONSE needs a response", field=f"{where}.response")
+    if item.type is not ContactEventType.PROPOSITION_RESPONSE and item.response is not None:
+        raise BadInput(f"{where}: only PROPOSITION_RESPONSE takes a response", field=f"{where}.response")
+    if item.type in (ContactEventType.INTEREST_SHOWN, ContactEventType.BANNER_CLICK) and not (
+        item.topic or item.offer_id
+    ):
+        raise BadInput(f"{where}: {item.type.value} needs a topic or an offerId", field=f"{where}.topic")
+    if item.offer_id is not None and item.offer_id not in offers:
+        raise UnknownOffer(
+            f"{where}: unknown offer {item.offer_id!r}", field=f"{where}.offerId", offerId=item.offer_id
+        )
+    if item.topic is not None and not (0 < len(item.topic.strip()) <= MAX_TOPIC):
+        raise BadInput(f"{where}: topic must be 1 to {MAX_TOPIC} characters", field=f"{where}.topic")
+    if item.occurred_at is not None:
+        if item.occurred_at.tzinfo is None:
+            raise BadInput(f"{where}: occurredAt needs a time zone", field=f"{where}.occurredAt")
+        if item.occurred_at > now + FUTURE_SKEW:
+            raise BadInput(f"{where}: occurredAt is in the future", field=f"{where}.occurredAt")

@@ -1,0 +1,111 @@
+"""Identity keys: normalisation and the identity graph (key -> golden customer id)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import phonenumbers
+from sqlalchemy import select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+
+from hub.core.errors import BadInput
+from hub.core.model import KeyKind
+from hub.events import utcnow
+from hub.ports import Tx
+from hub.store.tables import customer_keys, customers
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    kind: KeyKind
+    value: str
+
+
+def normalize_email(raw: str) -> str:
+    email = "".join(raw.split()).lower()
+    local, at, domain = email.partition("@")
+    if not at or not local or "." not in domain or domain.startswith(".") or domain.endswith("."):
+        raise BadInput(f"not an email address: {raw!r}", field="email")
+    return email
+
+
+def normalize_phone(raw: str, region: str | None) -> str:
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        raise BadInput(f"not a phone number: {raw!r} ({exc})", field="phone") from None
+    if not phonenumbers.is_possible_number(number):
+        raise BadInput(f"not a possible phone number: {raw!r}", field="phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_token(raw: str, field: str) -> str:
+    value = raw.strip()
+    if not value or len(value) > 200:
+        raise BadInput(f"{field} must be 1 to 200 characters", field=field)
+    return value
+
+
+def keys_from(
+    *,
+    email: str | None = None,
+    phone: str | None = None,
+    customer_id: str | None = None,
+    cookie_id: str | None = None,
+    region: str | None = None,
+) -> list[Key]:
+    keys: list[Key] = []
+    if email is not None:
+        keys.append(Key(KeyKind.EMAIL, normalize_email(email)))
+    if phone is not None:
+        keys.append(Key(KeyKind.PHONE, normalize_phone(phone, region)))
+    if customer_id is not None:
+        keys.append(Key(KeyKind.CUSTOMER_ID, normalize_token(customer_id, "customerId")))
+    if cookie_id is not None:
+        keys.append(Key(KeyKind.COOKIE_ID, normalize_token(cookie_id, "cookieId")))
+    return keys
+
+
+def new_customer_id() -> str:
+    return f"cus_{uuid.uuid4().hex[:20]}"
+
+
+class IdentityGraph:
+    """Finds customers by any key and links keys given together to one customer."""
+
+    async def lookup(self, tx: Tx, keys: Iterable[Key]) -> dict[Key, str]:
+        wanted = list(keys)
+        if not wanted:
+            return {}
+        rows = await tx.execute(
+            select(customer_keys.c.kind, customer_keys.c.value, customer_keys.c.customer_id).where(
+                tuple_(customer_keys.c.kind, customer_keys.c.value).in_(
+                    [(k.kind.value, k.value) for k in wanted]
+                )
+            )
+        )
+        return {Key(KeyKind(r.kind), r.value): r.customer_id for r in rows}
+
+    async def exists(self, tx: Tx, customer_id: str) -> bool:
+        row = await tx.execute(select(customers.c.id).where(customers.c.id == customer_id))
+        return row.first() is not None
+
+    async def create(self, tx: Tx, customer_id: str) -> None:
+        await tx.execute(customers.insert().values(id=customer_id, created_at=utcnow()))
+
+    async def link(self, tx: Tx, customer_id: str, keys: Iterable[Key]) -> list[Key]:
+        """Attach keys to the customer; keys already owned (by anyone) are left as they are."""
+        rows = [
+            {"kind": k.kind.value, "value": k.value, "customer_id": customer_id, "created_at": utcnow()}
+            for k in keys
+        ]
+        if not rows:
+            return []
+        dialect = tx.dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert(customer_keys).values(rows).on_conflict_do_nothing()
+        stmt = stmt.returning(customer_keys.c.kind, customer_keys.c.value)
+        result = await tx.execute(stmt)
+        return [Key(KeyKind(r.kind), r.value) for r in result]

@@ -1,0 +1,163 @@
+"""Transactional outbox and its relay.
+
+`Outbox.add` writes an event in the caller's transaction, beside the state change it reports.
+`OutboxRelay` publishes unsent rows in order, with confirms, and marks them sent. A broker outage
+delays events (the relay backs off and tries again); it never loses them. A crash between publish
+and mark-sent publishes again: consumers are idempotent on the event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.bus.base import Bus, BusError, Unroutable, topic_matches
+from hub.events import CloudEvent, utcnow
+from hub.ports import Tx
+from hub.store.tables import outbox
+
+log = logging.getLogger(__name__)
+
+# Any constant will do: it names the relay's lock on PostgreSQL, so one relay publishes at a time
+# across hub processes and per-customer order is kept.
+RELAY_LOCK = 7301002
+
+
+class Outbox:
+    """Writes events in the caller's transaction. Types no flow subscribes to are not kept: with
+    mandatory routing they could only fail to publish."""
+
+    def __init__(self, patterns: Sequence[str] = ("#",)):
+        self._patterns = tuple(patterns)
+
+    def routed(self, event_type: str) -> bool:
+        return any(topic_matches(p, event_type) for p in self._patterns)
+
+    async def add(self, tx: Tx, events: Sequence[CloudEvent]) -> None:
+        events = [e for e in events if self.routed(e.type)]
+        if not events:
+            return
+        now = utcnow()
+        await tx.execute(
+            outbox.insert(),
+            [
+                {
+                    "event_id": e.id,
+                    "type": e.type,
+                    "subject": e.subject,
+                    "body": e.to_json(),
+                    "created_at": now,
+                    "attempts": 0,
+                }
+                for e in events
+            ],
+        )
+
+    async def backlog(self, engine: AsyncEngine) -> int:
+        async with engine.connect() as conn:
+            return int(
+                (await conn.execute(select(func.count()).where(outbox.c.sent_at.is_(None)))).scalar_one()
+            )
+
+
+class OutboxRelay:
+    def __init__(
+        self, engine: AsyncEngine, bus: Bus, *, batch: int = 200, idle: float = 0.5, max_backoff: float = 5.0
+    ):
+        self._engine = engine
+        self._bus = bus
+        self._batch = batch
+        self._idle = idle
+        self._max_backoff = max_backoff
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                sent = await self.relay_once()
+                self.last_error = None
+                backoff = 0.05
+                if sent:
+                    continue  # more may be waiting
+            except BusError as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("outbox relay: broker unavailable, retrying in %.2fs (%s)", backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            except Exception as exc:  # a store hiccup must not kill the relay
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("outbox relay failed; retrying")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._idle)
+            self._wake.clear()
+
+    async def relay_once(self) -> int:
+        """Publish one batch of unsent events in order; returns how many were handled."""
+        async with self._engine.begin() as tx:
+            if tx.dialect.name == "postgresql":
+                got = (await tx.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({RELAY_LOCK})")).scalar()
+                if not got:
+                    return 0
+            rows = (
+                await tx.execute(
+                    select(outbox.c.seq, outbox.c.type, outbox.c.body)
+                    .where(outbox.c.sent_at.is_(None))
+                    .order_by(outbox.c.seq)
+                    .limit(self._batch)
+                )
+            ).all()
+            if not rows:
+                return 0
+            done: list[int] = []
+            unroutable: dict[int, str] = {}
+            failure: BusError | None = None
+            for row in rows:
+                try:
+                    await self._bus.publish(CloudEvent.from_json(row.body))
+                except Unroutable as exc:
+                    # A type no flow subscribes to: record it for operators, don't block the rest.
+                    unroutable[row.seq] = f"unroutable: {exc}"
+                except BusError as exc:
+                    failure = exc  # stop here, so order is kept; what was confirmed is marked
+                    break
+                done.append(row.seq)
+            now = utcnow()
+            if done:
+                await tx.execute(update(outbox).where(outbox.c.seq.in_(done)).values(sent_at=now))
+            for seq, reason in unroutable.items():
+                await tx.execute(update(outbox).where(outbox.c.seq == seq).values(last_error=reason))
+                log.warning("outbox event %s %s", seq, reason)
+            if failure is not None:
+                await tx.execute(
+                    update(outbox)
+                    .where(outbox.c.seq == rows[len(done)].seq)
+                    .values(attempts=outbox.c.attempts + 1, last_error=str(failure))
+                )
+        if failure is not None:
+            raise failure
+        return len(done)

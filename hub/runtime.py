@@ -1,0 +1,129 @@
+"""The hub process: wires store, bus, adapters and use cases together, starts and stops them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+
+from hub.bus import create_bus
+from hub.bus.base import Handler, Route
+from hub.config import Settings
+from hub.core.consumer import IdempotentConsumer
+from hub.core.contacts import ContactService
+from hub.core.events import EventService
+from hub.core.feed import NbaFeed
+from hub.core.outbox import Outbox, OutboxRelay
+from hub.core.scheduler import Scheduler
+from hub.core.view import ProfileCache, ViewAssembler
+from hub.events import CloudEvent
+from hub.mapping.models import Flow, FlowMode
+from hub.registry import build_systems, load_mapping
+from hub.store.db import create_engine, migrate
+
+log = logging.getLogger(__name__)
+
+
+class Hub:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings()
+        self._inflight = 0
+        self._started = False
+
+    async def start(self, *, consume: bool = True) -> None:
+        s = self.settings
+        self.mapping, self.located = load_mapping(s)
+        self.engine = create_engine(s.database_url)
+        await migrate(self.engine)
+        self.systems = build_systems(self.mapping, self.located, s, self.engine)
+        await self.systems.start()
+        self.bus = create_bus(s, self.engine)
+        await self.bus.start()
+        await self.bus.declare([Route(f.queue, tuple(f.events)) for f in self.mapping.flows])
+
+        self.cache = ProfileCache(s.cache_ttl_seconds, s.cache_max_entries)
+        self.feed = NbaFeed()
+        self.outbox = Outbox([p for f in self.mapping.flows for p in f.events])
+        self.phone_region = self.mapping.identity.default_phone_region or s.default_phone_region
+        self.relay = OutboxRelay(self.engine, self.bus, batch=s.relay_batch, idle=s.relay_idle_seconds)
+        self.views = ViewAssembler(self.engine, self.mapping, self.systems.profile_sources, self.cache)
+        self.decisions = self.systems.decision_engine
+        self.contacts = ContactService(
+            self.engine, self.systems.contact_registry, self.outbox, s.source, self._committed
+        )
+        self.events = EventService(
+            self.engine,
+            self.contacts,
+            self.decisions,
+            self.outbox,
+            s.source,
+            s.max_events_per_call,
+            self._committed,
+        )
+        self.scheduler = Scheduler(self.engine, self.bus, self.mapping.flows, self.handler_for)
+        self.relay.start()
+        if consume:
+            for flow in self.mapping.flows:
+                if flow.mode is FlowMode.REALTIME:
+                    await self.bus.consume(flow.queue, self.handler_for(flow))
+            self.scheduler.start()
+        self._started = True
+
+    async def close(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        await self.scheduler.stop()
+        await self.relay.stop()
+        await self.bus.close()
+        await self.systems.close()
+        await self.engine.dispose()
+
+    def flow(self, name: str) -> Flow:
+        for f in self.mapping.flows:
+            if f.name == name:
+                return f
+        raise KeyError(f"no flow named {name!r}")
+
+    def handler_for(self, flow: Flow) -> Handler:
+        # Idempotency is per destination system: two flows into one system apply an event once.
+        consumer = IdempotentConsumer(
+            flow.destination, self.systems.consumers[flow.destination], self.engine, self._applied
+        )
+
+        async def handle(event: CloudEvent) -> None:
+            self._inflight += 1
+            try:
+                await consumer(event)
+            finally:
+                self._inflight -= 1
+
+        return handle
+
+    def _committed(self, customer_ids: Sequence[str]) -> None:
+        """A use case committed: clear the registry's cached reads and wake the relay."""
+        self.cache.invalidate(customer_ids, [self.mapping.roles.contact_registry])
+        self.relay.wake()
+
+    def _applied(self, destination: str, customer_ids: Iterable[str]) -> None:
+        ids = list(customer_ids)
+        self.cache.invalidate(ids, [destination])
+        if destination == self.mapping.roles.decision_engine:
+            self.feed.notify(ids)
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every accepted event is published and the realtime queues are empty (tests, demo)."""
+        realtime = {f.queue for f in self.mapping.flows if f.mode is FlowMode.REALTIME}
+        deadline = asyncio.get_running_loop().time() + timeout
+        quiet = 0
+        while True:
+            backlog = await self.outbox.backlog(self.engine)
+            depth = sum(q.depth for q in await self.bus.stats() if q.queue in realtime)
+            quiet = quiet + 1 if backlog == 0 and depth == 0 and self._inflight == 0 else 0
+            if quiet >= 3:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(
+                    f"hub did not settle: outbox {backlog}, queued {depth}, in flight {self._inflight}"
+                )
+            await asyncio.sleep(0.02)
