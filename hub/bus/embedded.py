@@ -157,9 +157,7 @@ class EmbeddedBus(Bus):
         running = self._consumers.get(queue)
         if running is not None and not running.done():
             raise BusError(f"queue {queue!r} already has a consumer")
-        self._consumers[queue] = asyncio.create_task(
-            self._run(queue, handler), name=f"bus-consumer:{queue}"
-        )
+        self._consumers[queue] = asyncio.create_task(self._run(queue, handler), name=f"bus-consumer:{queue}")
 
     async def cancel(self, queue: str) -> None:
         task = self._consumers.pop(queue, None)
@@ -240,10 +238,15 @@ class EmbeddedBus(Bus):
                 await self._dead(row, _reason(exc), attempts)
             else:
                 delay = self._settings.retry_backoff_seconds * 2 ** (attempts - 1)
-                log.info("embedded bus: %s on %r failed (attempt %d): %s", row.message_id, row.queue,
-                         attempts, exc)
-                await self._update(row.seq, attempts=attempts, available_at=_now() + timedelta(seconds=delay),
-                                   reason=_reason(exc))
+                log.info(
+                    "embedded bus: %s on %r failed (attempt %d): %s", row.message_id, row.queue, attempts, exc
+                )
+                await self._update(
+                    row.seq,
+                    attempts=attempts,
+                    available_at=_now() + timedelta(seconds=delay),
+                    reason=_reason(exc),
+                )
             return False
         async with self._engine.begin() as conn:
             await conn.execute(delete(bus_messages).where(bus_messages.c.seq == row.seq))
