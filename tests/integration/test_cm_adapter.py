@@ -1,0 +1,338 @@
+"""BuiltinCM on a temp SQLite store: consume in a transaction, fetch, decide with pending events."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from itertools import count
+
+import pytest
+from sqlalchemy import func, select, update
+
+from hub.bus.base import PermanentError
+from hub.config import Settings
+from hub.core.model import EVENT_TYPES, Channel, ContactEvent, ContactEventType, PropositionResponse
+from hub.events import CloudEvent
+from hub.mapping.loader import MappingError
+from hub.ports import AdapterContext, DecisionEngine, EventConsumer, ProfileSource
+from hub.store.db import create_engine
+from hub.store.tables import metadata
+from hub_adapters.cm import BuiltinCM, ConcurrentUpdate
+from hub_adapters.cm.tables import cm_offer_learning, cm_profiles
+
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+_ids = count(1)
+
+
+@pytest.fixture
+async def engine(sqlite_url):
+    engine = create_engine(sqlite_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def cm(engine):
+    ctx = AdapterContext(system="cm", settings=Settings(), engine=engine,
+                         config={"learning_ttl_seconds": 0})
+    adapter = BuiltinCM(ctx, clock=lambda: NOW)
+    await adapter.start()
+    yield adapter
+    await adapter.close()
+
+
+def contact(kind: ContactEventType, customer: str = "c1", at: datetime = NOW, **kw) -> ContactEvent:
+    return ContactEvent(id=f"ev{next(_ids)}", type=kind, customer_id=customer, contact_id="k1",
+                        channel=Channel.WEBSITE, occurred_at=at, **kw)
+
+
+def cloud(e: ContactEvent) -> CloudEvent:
+    return CloudEvent(type=EVENT_TYPES[e.type], source="test", data=e.to_data(), id=e.id,
+                      subject=e.customer_id)
+
+
+def customer_event(customer: str, attributes: dict, kind: str = "customer.created") -> CloudEvent:
+    return CloudEvent(type=kind, source="test", id=f"ev{next(_ids)}",
+                      data={"customerId": customer, "name": "Ann", "emails": [], "phones": [],
+                            "attributes": attributes})
+
+
+async def consume(engine, cm, *events: CloudEvent) -> set[str]:
+    changed: set[str] = set()
+    async with engine.begin() as tx:
+        for e in events:
+            changed |= await cm.consume(tx, e)
+    return changed
+
+
+async def test_implements_the_ports_and_is_healthy(cm):
+    assert isinstance(cm, ProfileSource) and isinstance(cm, DecisionEngine) and isinstance(cm, EventConsumer)
+    assert cm.system == "cm"
+    health = await cm.check()
+    assert health.ok, health.detail
+    offers = await cm.offers()
+    assert "mortgage-consult" in {o.id for o in offers}
+    assert all(o.channels and o.topics for o in offers)
+
+
+async def test_consume_then_fetch_shows_history_and_segments(engine, cm):
+    shown = contact(ContactEventType.PROPOSITION_SHOWN, offer_id="savings-plus", decision_id="dec_x")
+    events = [
+        customer_event("c1", {"tier": "gold", "age": 41, "city": "Utrecht", "customer_since": 2015}),
+        cloud(shown),
+        cloud(contact(ContactEventType.PROPOSITION_SHOWN, offer_id="savings-plus")),
+        cloud(contact(ContactEventType.PROPOSITION_RESPONSE, offer_id="savings-plus",
+                      response=PropositionResponse.REJECTED)),
+        cloud(contact(ContactEventType.INTEREST_SHOWN, topic="mortgage")),
+        cloud(contact(ContactEventType.BANNER_CLICK, topic="mortgage")),
+    ]
+    assert await consume(engine, cm, *events) == {"c1"}
+    profiles = await cm.fetch(["c1", "nobody", "c1"])
+    assert set(profiles) == {"c1"}
+    p = profiles["c1"]
+    assert p["attributes"] == {"tier": "gold", "age": 41, "city": "Utrecht", "customer_since": 2015}
+    assert {"id": "gold-tier", "name": "Gold tier"} in p["segments"]
+    assert "mortgage-prospect" in {s["id"] for s in p["segments"]}
+    [history] = p["offerHistory"]
+    assert history == {"offerId": "savings-plus", "shown": 2, "accepted": 0, "rejected": 1, "later": 0,
+                       "lastShownAt": NOW}
+    async with engine.connect() as conn:
+        learning = (await conn.execute(select(cm_offer_learning))).all()
+        row = (await conn.execute(select(cm_profiles).where(cm_profiles.c.customer_id == "c1"))).one()
+    assert [(r.offer_id, r.shown, r.accepted) for r in learning] == [("savings-plus", 2, 0)]
+    assert row.version == len(events)
+    assert row.state["offers"]["savings-plus"]["last_decision_id"] == "dec_x"
+    # Rejected: not offered for 30 days.
+    nbas = await cm.decide("c1", Channel.WEBSITE, 10, ())
+    assert "savings-plus" not in {n.offer_id for n in nbas}
+    assert nbas[0].offer_id == "mortgage-consult"
+
+
+async def test_rolled_back_transaction_leaves_nothing(engine, cm):
+    with pytest.raises(RuntimeError):
+        async with engine.begin() as tx:
+            await cm.consume(tx, cloud(contact(ContactEventType.PROPOSITION_SHOWN, offer_id="app-download")))
+            raise RuntimeError("the caller failed later in its transaction")
+    assert await cm.fetch(["c1"]) == {}
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(cm_offer_learning))).scalar() == 0
+
+
+async def test_decide_with_pending_reflects_them_without_writing(engine, cm):
+    await consume(engine, cm, customer_event("c1", {"age": 35, "tier": "bronze"}))
+    before = await cm.decide("c1", Channel.WEBSITE, 10)
+    assert "mortgage-consult" not in {n.offer_id for n in before}
+    pending = [contact(ContactEventType.INTEREST_SHOWN, topic="mortgage") for _ in range(2)]
+    pending.append(contact(ContactEventType.PROPOSITION_RESPONSE, offer_id="savings-plus",
+                           response=PropositionResponse.ACCEPTED))
+    pending.append(contact(ContactEventType.INTEREST_SHOWN, customer="someone-else", topic="travel"))
+    after = await cm.decide("c1", Channel.WEBSITE, 10, pending)
+    offered = [n.offer_id for n in after]
+    assert offered[0] == "mortgage-consult"
+    assert "savings-plus" not in offered
+    assert "interest in mortgage" in after[0].reason
+    assert after[0].decision_id != before[0].decision_id
+    # Nothing was written.
+    assert await cm.decide("c1", Channel.WEBSITE, 10) == before
+    async with engine.connect() as conn:
+        version = (await conn.execute(select(cm_profiles.c.version))).scalar_one()
+        learned = (await conn.execute(select(func.count()).select_from(cm_offer_learning))).scalar()
+    assert version == 1 and learned == 0
+    assert (await cm.fetch(["c1"]))["c1"]["offerHistory"] == []
+    # Once consumed, the same events give the same decision.
+    await consume(engine, cm, *[cloud(e) for e in pending if e.customer_id == "c1"])
+    assert await cm.decide("c1", Channel.WEBSITE, 10, pending) == after
+    assert await cm.decide("c1", Channel.WEBSITE, 10) == after
+
+
+async def test_unknown_customer_gets_default_nbas(cm):
+    nbas = await cm.decide("never-seen", Channel.WEBSITE, 3)
+    assert 1 <= len(nbas) <= 3
+    assert {n.offer_id for n in nbas} <= {"savings-plus", "travel-insurance", "app-download"}
+    assert all(n.channel is Channel.WEBSITE and n.reason and n.decision_id.startswith("dec_") for n in nbas)
+    assert [n.score for n in nbas] == sorted((n.score for n in nbas), reverse=True)
+    assert await cm.fetch(["never-seen"]) == {}
+    email = await cm.decide("never-seen", Channel.EMAIL, 10)
+    assert {n.offer_id for n in email} == {"savings-plus", "travel-insurance", "app-download"}
+
+
+async def test_learning_from_all_customers_changes_the_ranking(engine, cm):
+    await consume(engine, cm, customer_event("c1", {"age": 40}))
+    before = {n.offer_id: n.score for n in await cm.decide("c1", Channel.EMAIL, 10)}
+    assert max(before, key=before.__getitem__) == "savings-plus"
+    events = []
+    for i in range(20):  # other customers accept the app offer every time...
+        other = f"o{i}"
+        events.append(cloud(contact(ContactEventType.PROPOSITION_SHOWN, customer=other,
+                                    offer_id="app-download")))
+        events.append(cloud(contact(ContactEventType.PROPOSITION_RESPONSE, customer=other,
+                                    offer_id="app-download", response=PropositionResponse.ACCEPTED)))
+    for i in range(20):  # ...and never take savings
+        events.append(cloud(contact(ContactEventType.PROPOSITION_SHOWN, customer=f"s{i}",
+                                    offer_id="savings-plus")))
+    await consume(engine, cm, *events)
+    async with engine.connect() as conn:
+        rows = {r.offer_id: (r.shown, r.accepted)
+                for r in (await conn.execute(select(cm_offer_learning))).all()}
+    assert rows == {"app-download": (20, 20), "savings-plus": (20, 0)}
+    ranked = await cm.decide("c1", Channel.EMAIL, 10)
+    after = {n.offer_id: n.score for n in ranked}
+    assert ranked[0].offer_id == "travel-insurance"  # savings fell below it
+    assert after["savings-plus"] == pytest.approx(before["savings-plus"] * (1 / 30) / 0.1)
+    assert after["app-download"] == pytest.approx(before["app-download"] * (21 / 30) / 0.1)
+    assert "20/20 accepted" in next(n.reason for n in ranked if n.offer_id == "app-download")
+
+
+@pytest.mark.parametrize(
+    "cloud_event",
+    [
+        CloudEvent(type="contact.proposition.shown", source="t", data={"eventType": "PROPOSITION_SHOWN"}),
+        CloudEvent(type="contact.response", source="t", data={
+            "eventType": "PROPOSITION_RESPONSE", "customerId": "c1", "contactId": "k", "channel": "WEBSITE",
+            "occurredAt": "2026-03-10T12:00:00+00:00", "offerId": "savings-plus", "response": "MAYBE"}),
+        CloudEvent(type="contact.banner.click", source="t", data={
+            "eventType": "BANNER_CLICK", "customerId": "c1", "contactId": "k", "channel": "FAX",
+            "occurredAt": "2026-03-10T12:00:00+00:00"}),
+        CloudEvent(type="contact.banner.click", source="t", data={
+            "eventType": "INTEREST_SHOWN", "customerId": "c1", "contactId": "k", "channel": "WEBSITE",
+            "occurredAt": "2026-03-10T12:00:00+00:00"}),
+        CloudEvent(type="contact.interest.shown", source="t", data={
+            "eventType": "INTEREST_SHOWN", "customerId": "c1", "contactId": "k", "channel": "WEBSITE",
+            "occurredAt": "yesterday"}),
+        CloudEvent(type="customer.updated", source="t", data={"customerId": "c1", "attributes": ["gold"]}),
+        CloudEvent(type="customer.created", source="t", data={"name": "no id"}),
+    ],
+)
+async def test_malformed_payload_is_permanent(engine, cm, cloud_event):
+    with pytest.raises(PermanentError) as info:
+        async with engine.begin() as tx:
+            await cm.consume(tx, cloud_event)
+    assert cloud_event.id in str(info.value)
+    assert await cm.fetch(["c1"]) == {}
+
+
+async def test_other_event_types_are_ignored(engine, cm):
+    assert await consume(engine, cm, CloudEvent(type="request.status", source="t", data={"x": 1})) == set()
+
+
+async def test_concurrent_update_raises(engine, cm, monkeypatch):
+    await consume(engine, cm, customer_event("c1", {"tier": "silver"}))
+    real_read = cm._read
+
+    async def racing_read(conn, customer_id):
+        # Another hub process commits its change to the same profile after this one read it.
+        loaded = await real_read(conn, customer_id)
+        await conn.execute(update(cm_profiles).where(cm_profiles.c.customer_id == customer_id)
+                           .values(version=cm_profiles.c.version + 1))
+        return loaded
+
+    monkeypatch.setattr(cm, "_read", racing_read)
+    with pytest.raises(ConcurrentUpdate):
+        async with engine.begin() as tx:
+            await cm.consume(tx, cloud(contact(ContactEventType.BANNER_CLICK, topic="travel")))
+    monkeypatch.undo()
+    # The whole transaction rolled back: a retry applies the event once.
+    event = cloud(contact(ContactEventType.BANNER_CLICK, topic="travel"))
+    assert await consume(engine, cm, event) == {"c1"}
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(cm_profiles))).one()
+    assert row.version == 2 and row.state["counters"]["BANNER_CLICK:travel"] == {"2026-03-10": 1}
+
+
+async def test_concurrent_insert_raises(engine, cm, monkeypatch):
+    real_read = cm._read
+
+    async def racing_read(conn, customer_id):
+        loaded = await real_read(conn, customer_id)  # absent
+        async with engine.begin() as other:  # another process creates the profile first
+            await other.execute(cm_profiles.insert().values(
+                customer_id=customer_id, state={"attributes": {"tier": "gold"}}, version=1, updated_at=NOW))
+        return loaded
+
+    monkeypatch.setattr(cm, "_read", racing_read)
+    with pytest.raises(ConcurrentUpdate):
+        async with engine.begin() as tx:
+            await cm.consume(tx, cloud(contact(ContactEventType.BANNER_CLICK, customer="c9")))
+    monkeypatch.undo()
+    assert (await cm.fetch(["c9"]))["c9"]["attributes"] == {"tier": "gold"}  # the other one's row stands
+
+
+async def test_duplicate_event_is_not_applied_twice(engine, cm):
+    e = cloud(contact(ContactEventType.PROPOSITION_SHOWN, offer_id="app-download"))
+    assert await consume(engine, cm, e) == {"c1"}
+    assert await consume(engine, cm, e) == set()
+    assert (await cm.fetch(["c1"]))["c1"]["offerHistory"][0]["shown"] == 1
+
+
+async def test_broken_catalog_fails_start(engine, tmp_path):
+    (tmp_path / "cm").mkdir()
+    (tmp_path / "cm/offers.yaml").write_text("offers:\n  - id: x\n    title: X\n    channels: [FAX]\n")
+    (tmp_path / "cm/segments.yaml").write_text("segments: []\n")
+    adapter = BuiltinCM(AdapterContext("cm", Settings(mappings_dir=tmp_path), engine))
+    with pytest.raises(MappingError) as info:
+        await adapter.start()
+    assert f"{tmp_path / 'cm/offers.yaml'}:4: offers[0].channels[0]" in str(info.value)
+    assert not (await adapter.check()).ok
+
+
+async def test_learning_is_cached_briefly(engine):
+    ctx = AdapterContext(system="cm", settings=Settings(), engine=engine)
+    cm = BuiltinCM(ctx, clock=lambda: NOW)
+    await cm.start()
+    base = await cm.decide("c1", Channel.EMAIL, 10)
+    async with engine.begin() as tx:
+        await tx.execute(cm_offer_learning.insert().values(offer_id="app-download", shown=10, accepted=10))
+    assert await cm.decide("c1", Channel.EMAIL, 10) == base  # within the 1 s cache
+    cm._learning_at -= 2  # let the cache expire
+    assert await cm.decide("c1", Channel.EMAIL, 10) != base
+
+
+async def test_naive_timestamps_are_utc(engine, cm):
+    data = contact(ContactEventType.PROPOSITION_SHOWN, offer_id="app-download").to_data()
+    data["occurredAt"] = (NOW - timedelta(hours=1)).replace(tzinfo=None).isoformat()
+    await consume(engine, cm, CloudEvent(type="contact.proposition.shown", source="t", data=data))
+    assert (await cm.fetch(["c1"]))["c1"]["offerHistory"][0]["lastShownAt"] == NOW - timedelta(hours=1)
+
+
+@pytest.mark.postgres
+async def test_two_processes_consume_concurrently_on_postgres(postgres_url):
+    """Two hub processes (two engines) race on one customer; with bus-style retries nothing is lost."""
+    engines = [create_engine(postgres_url) for _ in range(2)]
+    try:
+        async with engines[0].begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        adapters = []
+        for engine in engines:
+            adapter = BuiltinCM(AdapterContext("cm", Settings(), engine), clock=lambda: NOW)
+            await adapter.start()
+            adapters.append(adapter)
+
+        conflicts = 0
+
+        async def deliver(adapter: BuiltinCM, engine, event: CloudEvent) -> None:
+            nonlocal conflicts
+            for _ in range(50):  # what the bus does: roll back and redeliver
+                try:
+                    async with engine.begin() as tx:
+                        await adapter.consume(tx, event)
+                    return
+                except ConcurrentUpdate:
+                    conflicts += 1
+                    await asyncio.sleep(0)
+            raise AssertionError("never applied")
+
+        events = [cloud(contact(ContactEventType.PROPOSITION_SHOWN, customer="pg1", offer_id="app-download",
+                                at=NOW - timedelta(minutes=i))) for i in range(30)]
+        await asyncio.gather(*(deliver(adapters[i % 2], engines[i % 2], e) for i, e in enumerate(events)))
+
+        profile = (await adapters[0].fetch(["pg1"]))["pg1"]
+        assert profile["offerHistory"][0]["shown"] == 30
+        async with engines[0].connect() as conn:
+            row = (await conn.execute(select(cm_profiles.c.version))).scalar_one()
+            learned = (await conn.execute(select(cm_offer_learning.c.shown))).scalar_one()
+        assert row == 30 and learned == 30
+    finally:
+        for engine in engines:
+            await engine.dispose()
