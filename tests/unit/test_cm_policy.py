@@ -46,6 +46,15 @@ segments:
 
 OFFERS = """
 offers:
+  - id: savings
+    title: Savings
+    channels: [WEBSITE, EMAIL, SHOP]
+    topics: [savings]
+    value: 100
+    priority: 1
+    fatigue: {max_shown: 3, days: 14}
+    suppression_days: 30
+    later_factor: 0.5
   - id: card
     title: Gold card
     channels: [WEBSITE, EMAIL]
@@ -64,15 +73,6 @@ offers:
     eligibility: {segments: [adult], exclude: [gold]}
     fatigue: {max_shown: 3, days: 14}
     suppression_days: 30
-  - id: savings
-    title: Savings
-    channels: [WEBSITE, EMAIL, SHOP]
-    topics: [savings]
-    value: 100
-    priority: 1
-    fatigue: {max_shown: 3, days: 14}
-    suppression_days: 30
-    later_factor: 0.5
 """
 
 
