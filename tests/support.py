@@ -1,8 +1,9 @@
-"""Helpers for tests (import as `from tests.support import eventually`)."""
+"""Helpers for tests (import as `from tests.support import ...`)."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 
 async def eventually(check, timeout: float = 10.0, interval: float = 0.02):
@@ -18,3 +19,54 @@ async def eventually(check, timeout: float = 10.0, interval: float = 0.02):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
         await asyncio.sleep(interval)
+
+
+async def gql(client, query: str, variables: dict[str, Any] | None = None, *, ok: bool = True) -> dict[str, Any]:
+    """POST a GraphQL operation; with ok=True assert it had no errors and return `data`, else the body."""
+    response = await client.post("/graphql", json={"query": query, "variables": variables or {}})
+    body = response.json()
+    if ok:
+        assert response.status_code == 200, body
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+    return body
+
+
+def codes(body: dict[str, Any]) -> list[str]:
+    return [e.get("extensions", {}).get("code") for e in body.get("errors", [])]
+
+
+START = """
+mutation Start($input: StartContactInput!) {
+  startContact(input: $input) {
+    created
+    contact { id channel startedAt endedAt }
+    customer { id name emails phones segments { id name } }
+    nextBestActions { offerId title channel priority score reason decisionId }
+  }
+}
+"""
+
+RECORD = """
+mutation Record($contactId: ID!, $events: [ContactEventInput!]!) {
+  recordContactEvents(contactId: $contactId, events: $events) {
+    accepted eventIds nextBestActions { offerId score reason decisionId }
+  }
+}
+"""
+
+CUSTOMER = """
+query Customer($id: ID!) {
+  customer(id: $id) {
+    id name emails phones segments { id name }
+    nextBestActions(channel: WEBSITE) { offerId score }
+    offerHistory { offerId shown accepted rejected later lastShownAt }
+    contacts { id channel startedAt endedAt }
+  }
+}
+"""
+
+
+async def start_contact(client, channel: str = "WEBSITE", **identification: str) -> dict[str, Any]:
+    data = await gql(client, START, {"input": {"channel": channel, "identification": identification}})
+    return data["startContact"]

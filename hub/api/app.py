@@ -5,16 +5,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from graphql import ExecutionResult
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from hub.api.context import Context
-from hub.api.schema import build_schema
+from hub.api.schema import build_schema, ensure_code
 from hub.config import Settings
 from hub.runtime import Hub
 
@@ -31,6 +33,11 @@ class HubGraphQL(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: object) -> Context:
         return Context(self.hub)
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        for error in result.errors or ():
+            ensure_code(error)
+        return await super().process_result(request, result)
 
 
 def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Starlette:

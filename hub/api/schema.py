@@ -11,7 +11,6 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
-    SchemaExtension,
     ValidationCache,
 )
 from strawberry.types import Info
@@ -154,25 +153,18 @@ class Subscription:
                 await changed.get()
 
 
-class ErrorCodes(SchemaExtension):
+def ensure_code(error: GraphQLError) -> None:
     """Every error carries a stable `extensions.code`, also those graphql-core raises itself."""
-
-    def on_operation(self):  # type: ignore[no-untyped-def]
-        yield
-        result = self.execution_context.result
-        if result is None or not result.errors:
-            return
-        for error in result.errors:
-            _ensure_code(error, self.execution_context)
-
-
-def _ensure_code(error: GraphQLError, ctx: object) -> None:
     if error.extensions and "code" in error.extensions:
         return
-    if error.original_error is None and error.path is None:
-        message = error.message
-        code = "GRAPHQL_PARSE_FAILED" if message.startswith("Syntax Error") else "GRAPHQL_VALIDATION_FAILED"
-    elif error.original_error is None:
+    if error.path is None:  # a request-level error: the document or its variables
+        if error.message.startswith("Syntax Error"):
+            code = "GRAPHQL_PARSE_FAILED"
+        elif error.message.startswith("Variable "):
+            code = "BAD_USER_INPUT"
+        else:
+            code = "GRAPHQL_VALIDATION_FAILED"
+    elif error.original_error is None or isinstance(error.original_error, GraphQLError):
         code = "BAD_USER_INPUT"
     else:
         code = "INTERNAL"
@@ -185,12 +177,12 @@ def build_schema(max_depth: int = 10) -> strawberry.Schema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
-            ErrorCodes,
-            ParserCache(maxsize=1024),
-            ValidationCache(maxsize=1024),
-            QueryDepthLimiter(max_depth=max_depth),
-            MaxTokensLimiter(max_token_count=5000),
-            MaxAliasesLimiter(max_alias_count=30),
+            # Factories: a fresh extension per request; the parse/validation caches are module-level.
+            lambda: ParserCache(maxsize=1024),
+            lambda: ValidationCache(maxsize=1024),
+            lambda: QueryDepthLimiter(max_depth=max_depth),
+            lambda: MaxTokensLimiter(max_token_count=5000),
+            lambda: MaxAliasesLimiter(max_alias_count=30),
         ],
     )
 

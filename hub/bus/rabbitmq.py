@@ -195,6 +195,7 @@ class RabbitBus(Bus):
             raise BusUnavailable(f"cannot connect to the broker: {exc}") from exc
         self._conn = conn
         conn.reconnect_callbacks.add(self._on_reconnect)
+        conn.close_callbacks.add(self._on_disconnect)
         try:
             self._pub = await conn.channel(publisher_confirms=True, on_return_raises=True)
             await self._declare_all()
@@ -492,6 +493,11 @@ class RabbitBus(Bus):
         return handled
 
     # -- reconnect -----------------------------------------------------------------------------------
+
+    def _on_disconnect(self, *_args: Any) -> None:
+        if not self._closing:
+            log.warning("rabbitmq bus: connection lost; reconnecting")
+        self.restored.clear()
 
     def _on_reconnect(self, *_args: Any) -> None:
         # Called by aio-pika once the connection and its channels are back. Restore in a task, so a

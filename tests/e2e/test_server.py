@@ -1,0 +1,93 @@
+"""Against a running uvicorn: HTTP for mutations, the NBA subscription over a real websocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+import uvicorn
+import websockets
+
+from hub.api.app import create_app
+from tests.support import RECORD, START, gql
+
+SUBSCRIBE = """subscription($id: ID!) { nextBestActions(customerId: $id, channel: WEBSITE) { offerId score } }"""
+
+
+@pytest.fixture
+async def server(hub):
+    config = uvicorn.Config(create_app(hub=hub), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    srv = uvicorn.Server(config)
+    task = asyncio.create_task(srv.serve())
+    while not srv.started:
+        await asyncio.sleep(0.01)
+    port = srv.servers[0].sockets[0].getsockname()[1]
+    yield f"127.0.0.1:{port}"
+    srv.should_exit = True
+    await asyncio.wait_for(task, 10)
+
+
+async def next_message(ws, timeout: float = 10.0) -> dict:
+    while True:
+        msg = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if msg["type"] not in ("ping", "pong"):
+            return msg
+
+
+async def test_subscription_pushes_reranked_nbas(server, hub):
+    async with httpx.AsyncClient(base_url=f"http://{server}") as client:
+        start = (await gql(client, START, {"input": {"channel": "WEBSITE",
+                                                     "identification": {"email": "live@example.com"}}}))
+        start = start["startContact"]
+        customer_id, contact_id = start["customer"]["id"], start["contact"]["id"]
+
+        async with websockets.connect(f"ws://{server}/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            await ws.send(json.dumps({"type": "connection_init"}))
+            assert (await next_message(ws))["type"] == "connection_ack"
+            await ws.send(json.dumps({"id": "1", "type": "subscribe",
+                                      "payload": {"query": SUBSCRIBE, "variables": {"id": customer_id}}}))
+            first = await next_message(ws)
+            assert first["type"] == "next", first
+            initial = [n["offerId"] for n in first["payload"]["data"]["nextBestActions"]]
+            assert initial
+            top = initial[0]
+
+            recorded = await gql(client, RECORD, {"contactId": contact_id, "events": [
+                {"type": "PROPOSITION_SHOWN", "offerId": top},
+                {"type": "PROPOSITION_RESPONSE", "offerId": top, "response": "REJECTED"}]})
+            assert top not in [n["offerId"] for n in recorded["recordContactEvents"]["nextBestActions"]]
+
+            # CM consumes the events and re-ranks: the subscription pushes the new list.
+            pushed = None
+            for _ in range(5):
+                msg = await next_message(ws)
+                assert msg["type"] == "next", msg
+                pushed = [n["offerId"] for n in msg["payload"]["data"]["nextBestActions"]]
+                if top not in pushed:
+                    break
+            assert pushed is not None and top not in pushed
+
+            await ws.send(json.dumps({"id": "1", "type": "complete"}))
+
+
+async def test_subscription_to_unknown_customer_errors(server, hub):
+    async with websockets.connect(f"ws://{server}/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+        await ws.send(json.dumps({"type": "connection_init"}))
+        assert (await next_message(ws))["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "9", "type": "subscribe",
+                                  "payload": {"query": SUBSCRIBE, "variables": {"id": "cus_missing"}}}))
+        msg = await next_message(ws)
+        if msg["type"] == "next":
+            assert msg["payload"]["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        else:
+            assert msg["type"] == "error" and msg["payload"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_healthz_and_http_over_a_socket(server, hub):
+    async with httpx.AsyncClient(base_url=f"http://{server}") as client:
+        r = await client.get("/healthz")
+        assert r.status_code == 200 and r.json()["ok"] is True and set(r.json()["systems"]) == {"crm", "cm"}
+        data = await gql(client, "{ offers { id title } }")
+        assert len(data["offers"]) >= 3
