@@ -54,11 +54,12 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import (
-    AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
+    AbstractRobustChannel,
     AbstractRobustConnection,
+    AbstractRobustQueue,
 )
 from aio_pika.exceptions import (
     CONNECTION_EXCEPTIONS,
@@ -121,7 +122,7 @@ class _Consumer:
     queue: str
     handler: Handler
     inbox: asyncio.Queue[AbstractIncomingMessage] = field(default_factory=asyncio.Queue)
-    channel: AbstractChannel | None = None
+    channel: AbstractRobustChannel | None = None
     tag: str | None = None
     worker: asyncio.Task[None] | None = None
     delayed: set[asyncio.Task[None]] = field(default_factory=set)
@@ -141,7 +142,7 @@ class RabbitBus(Bus):
         self._reconnect_interval = reconnect_interval
         self._timeout = timeout
         self._conn: AbstractRobustConnection | None = None
-        self._pub: AbstractChannel | None = None
+        self._pub: AbstractRobustChannel | None = None
         self._events_exchange: AbstractExchange | None = None
         self._dlx_exchange: AbstractExchange | None = None
         self._routes: dict[str, tuple[str, ...]] = {}
@@ -241,7 +242,7 @@ class RabbitBus(Bus):
             self.dlx_name, aio_pika.ExchangeType.FANOUT, durable=True, robust=False
         )
 
-    async def _declare_base(self, ch: AbstractChannel) -> None:
+    async def _declare_base(self, ch: AbstractRobustChannel) -> None:
         topic, fanout = aio_pika.ExchangeType.TOPIC, aio_pika.ExchangeType.FANOUT
         await ch.declare_exchange(self.exchange_name, topic, durable=True, robust=False)
         dlx = await ch.declare_exchange(self.dlx_name, fanout, durable=True, robust=False)
@@ -250,7 +251,7 @@ class RabbitBus(Bus):
         )
         await dlq.bind(dlx, routing_key="", robust=False)
 
-    async def _declare_route(self, ch: AbstractChannel, queue: str, patterns: tuple[str, ...]) -> None:
+    async def _declare_route(self, ch: AbstractRobustChannel, queue: str, patterns: tuple[str, ...]) -> None:
         q = await ch.declare_queue(
             self.physical(queue), durable=True, arguments=self.queue_arguments(), robust=False
         )
@@ -327,7 +328,10 @@ class RabbitBus(Bus):
         ch = await self._connection().channel(publisher_confirms=False)
         consumer.channel = ch
         await ch.set_qos(prefetch_count=self._settings.prefetch)
-        q = await ch.get_queue(self.physical(consumer.queue), ensure=True)
+        # Passive: consuming never creates a queue (declare does), and robust=False: restored by us.
+        q: AbstractRobustQueue = await ch.declare_queue(
+            self.physical(consumer.queue), passive=True, robust=False
+        )
 
         async def deliver(message: AbstractIncomingMessage) -> None:
             consumer.inbox.put_nowait(message)
@@ -357,17 +361,15 @@ class RabbitBus(Bus):
         await self._stop_channel(consumer)
 
     async def _work(self, consumer: _Consumer) -> None:
+        def retry(message: AbstractIncomingMessage, delay: float) -> None:
+            self._retry_later(consumer, message, delay)
+
         while True:
             message = await consumer.inbox.get()
             if _stale(message):
                 continue  # its channel died; the broker delivers it again
             try:
-                await self._process(
-                    consumer.queue,
-                    consumer.handler,
-                    message,
-                    lambda m, delay, c=consumer: self._retry_later(c, m, delay),
-                )
+                await self._process(consumer.queue, consumer.handler, message, retry)
             except asyncio.CancelledError:
                 raise
             except Exception:
