@@ -11,7 +11,7 @@ import aio_pika
 import pytest
 from aio_pika.exceptions import ChannelPreconditionFailed
 
-from hub.bus import BusUnavailable, Route
+from hub.bus import BusError, BusUnavailable, Route
 from hub.bus.rabbitmq import CONTENT_TYPE
 from hub.events import CloudEvent
 from tests.bus.conftest import DELIVERY_LIMIT, Recorder
@@ -227,3 +227,15 @@ async def test_broker_dead_letters_after_repeated_crashes(rabbit_factory, rabbit
     got = Recorder()
     assert await bus.drain("cm", got) == 1
     assert got.ids == [sent.id]
+
+
+async def test_consuming_an_undeclared_queue_is_an_error(rabbit_factory):
+    bus = await rabbit_factory()
+    await bus.declare(ROUTES)
+    with pytest.raises(BusError, match="not declared"):
+        await bus.consume("nope", Recorder())
+    # the bus is still fine
+    got = Recorder()
+    await bus.consume("cm", got)
+    await bus.publish(event())
+    await eventually(lambda: got.events)
