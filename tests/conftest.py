@@ -136,19 +136,15 @@ async def hub(hub_settings):
         yield h
     finally:
         await h.close()
-        await _drop_namespace(hub_settings)
+        await drop_namespace(hub_settings, [f.queue for f in h.mapping.flows])
 
 
-async def _drop_namespace(settings) -> None:
+async def drop_namespace(settings, queues) -> None:
     """Delete the test's exchanges and queues so the shared broker does not fill up."""
-    if not settings.broker_url.startswith("amqp"):
-        return
-    from hub.bus import create_bus
+    if settings.broker_url.startswith("amqp"):
+        from tests.support import delete_topology
 
-    bus = create_bus(settings, None)
-    drop = getattr(bus, "delete_topology", None)
-    if drop is not None:
-        await drop()
+        await delete_topology(settings.broker_url, settings.bus_namespace, queues)
 
 
 @pytest.fixture

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
+
+import aio_pika
 
 
 async def eventually(check, timeout: float = 10.0, interval: float = 0.02):
@@ -70,3 +73,19 @@ query Customer($id: ID!) {
 async def start_contact(client, channel: str = "WEBSITE", **identification: str) -> dict[str, Any]:
     data = await gql(client, START, {"input": {"channel": channel, "identification": identification}})
     return data["startContact"]
+
+
+async def delete_topology(url: str, ns: str, queues) -> None:
+    """Delete a test namespace's queues and exchanges (each on its own channel: a missing one closes it)."""
+    connection = await aio_pika.connect(url)
+    try:
+        for queue in [*queues, "dead-letters"]:
+            with contextlib.suppress(Exception):
+                async with connection.channel() as ch:
+                    await ch.queue_delete(f"{ns}.{queue}")
+        for exchange in ("events", "dlx"):
+            with contextlib.suppress(Exception):
+                async with connection.channel() as ch:
+                    await ch.exchange_delete(f"{ns}.{exchange}")
+    finally:
+        await connection.close()

@@ -24,9 +24,6 @@ from hub.store.tables import flow_cursors
 
 log = logging.getLogger(__name__)
 
-EPOCH = datetime(1970, 1, 1, tzinfo=utcnow().tzinfo)
-
-
 def last_due(flow: Flow, now: datetime) -> datetime:
     """The most recent scheduled time at or before `now`."""
     due = now.replace(hour=flow.at.hour, minute=flow.at.minute, second=0, microsecond=0)
@@ -102,9 +99,10 @@ class Scheduler:
     async def _claim(self, flow: Flow, due: datetime, now: datetime) -> bool:
         async with self._engine.begin() as tx:
             insert = postgresql.insert if tx.dialect.name == "postgresql" else sqlite.insert
+            # A flow seen for the first time starts its schedule now: its first run is the next due time.
             await tx.execute(
                 insert(flow_cursors)
-                .values(flow=flow.name, last_run_at=EPOCH, delivered=0)
+                .values(flow=flow.name, last_run_at=due, delivered=0)
                 .on_conflict_do_nothing()
             )
             result = await tx.execute(

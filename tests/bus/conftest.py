@@ -4,10 +4,8 @@ broker with a fresh namespace per test, whose queues and exchanges are deleted a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
-import aio_pika
 import pytest
 
 from hub.bus import Bus
@@ -17,6 +15,7 @@ from hub.config import Settings
 from hub.events import CloudEvent
 from hub.store.db import create_engine
 from hub.store.tables import metadata
+from tests.support import delete_topology
 
 DELIVERY_LIMIT = 3
 
@@ -34,22 +33,6 @@ async def store_engine(sqlite_url):
         await conn.run_sync(metadata.create_all)
     yield engine
     await engine.dispose()
-
-
-async def delete_topology(url: str, ns: str, queues) -> None:
-    """Delete a test namespace's queues and exchanges (each on its own channel: a missing one closes it)."""
-    connection = await aio_pika.connect(url)
-    try:
-        for queue in [*queues, "dead-letters"]:
-            with contextlib.suppress(Exception):
-                async with connection.channel() as ch:
-                    await ch.queue_delete(f"{ns}.{queue}")
-        for exchange in ("events", "dlx"):
-            with contextlib.suppress(Exception):
-                async with connection.channel() as ch:
-                    await ch.exchange_delete(f"{ns}.{exchange}")
-    finally:
-        await connection.close()
 
 
 @pytest.fixture
