@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-embedded test-services lint schema bench clean
+.PHONY: run test test-embedded test-services lint schema clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,9 +33,6 @@ lint: $(STAMP)
 ## schema: re-export schema/schema.graphql from the code
 schema: $(STAMP)
 	$(BIN)/hub export-schema
-
-bench: $(STAMP)
-	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
