@@ -1,0 +1,432 @@
+"""schema/asyncapi.yaml is the contract integrators on other stacks consume the bus from: it must
+document every event the code emits, with the envelope and `data` exactly as the code builds them.
+
+`jsonschema` is not a dependency of the project, so the schemas are checked by the small validator
+below. It knows the keywords the document uses and refuses any other, so nothing is silently skipped.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hub.config import Settings
+from hub.core.contacts import CUSTOMER_UPDATED
+from hub.core.model import (
+    CONTACT_ENDED,
+    CONTACT_STARTED,
+    CUSTOMER_CREATED,
+    EVENT_TYPES,
+    Channel,
+    ContactEvent,
+    ContactEventType,
+    PropositionResponse,
+)
+from hub.events import CloudEvent, new_id
+
+ROOT = Path(__file__).resolve().parents[2]
+ASYNCAPI = ROOT / "schema" / "asyncapi.yaml"
+
+EMITTED = {*EVENT_TYPES.values(), CONTACT_STARTED, CONTACT_ENDED, CUSTOMER_CREATED, CUSTOMER_UPDATED}
+PLANNED = {"lead.created", "lead.response", "request.status"}
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return yaml.safe_load(ASYNCAPI.read_text(encoding="utf-8"))
+
+
+# --- a small JSON Schema validator ------------------------------------------------------------------
+
+ANNOTATIONS = {"description", "title", "examples", "default"}
+KEYWORDS = {
+    "$ref",
+    "type",
+    "required",
+    "properties",
+    "items",
+    "enum",
+    "const",
+    "allOf",
+    "anyOf",
+    "format",
+    "pattern",
+} | ANNOTATIONS
+TYPES = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "null": lambda v: v is None,
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+}
+
+
+def _date_time(v: str) -> bool:
+    try:
+        parsed = datetime.fromisoformat(v)
+    except ValueError:
+        return False
+    return "T" in v and parsed.tzinfo is not None
+
+
+def _uuid(v: str) -> bool:
+    try:
+        return str(uuid.UUID(v)) == v.lower()
+    except ValueError:
+        return False
+
+
+FORMATS = {
+    "date-time": _date_time,
+    "uuid": _uuid,
+    "uri-reference": lambda v: bool(v) and not re.search(r"\s", v),
+}
+
+
+def resolve(doc: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), f"only local references: {ref}"
+    node: Any = doc
+    for part in ref[2:].split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def errors(doc: dict[str, Any], schema: dict[str, Any], value: Any, where: str = "$") -> Iterator[str]:
+    unknown = set(schema) - KEYWORDS
+    assert not unknown, f"the validator does not know {sorted(unknown)} (at {where})"
+    if "$ref" in schema:
+        yield from errors(doc, resolve(doc, schema["$ref"]), value, where)
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(TYPES[t](value) for t in types):
+            yield f"{where}: {value!r} is not of type {types}"
+            return
+    if "const" in schema and value != schema["const"]:
+        yield f"{where}: {value!r} is not {schema['const']!r}"
+    if "enum" in schema and value not in schema["enum"]:
+        yield f"{where}: {value!r} is not one of {schema['enum']}"
+    if isinstance(value, str):
+        if "format" in schema and not FORMATS[schema["format"]](value):
+            yield f"{where}: {value!r} is not a {schema['format']}"
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            yield f"{where}: {value!r} does not match {schema['pattern']}"
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            if key not in value:
+                yield f"{where}: missing {key!r}"
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                yield from errors(doc, sub, value[key], f"{where}.{key}")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            yield from errors(doc, schema["items"], item, f"{where}[{i}]")
+    for sub in schema.get("allOf", []):
+        yield from errors(doc, sub, value, where)
+    if "anyOf" in schema:
+        branches = [list(errors(doc, sub, value, where)) for sub in schema["anyOf"]]
+        if all(branches):
+            yield f"{where}: matches none of anyOf: {branches}"
+
+
+def validate(doc: dict[str, Any], schema: dict[str, Any], value: Any) -> list[str]:
+    return list(errors(doc, schema, value))
+
+
+def collect(doc: dict[str, Any], schema: dict[str, Any], keyword: str) -> set[str]:
+    """Required keys (keyword="required") or property names ("properties") across $ref and allOf."""
+    out: set[str] = set(schema.get(keyword, []))
+    if "$ref" in schema:
+        out |= collect(doc, resolve(doc, schema["$ref"]), keyword)
+    for sub in schema.get("allOf", []):
+        out |= collect(doc, sub, keyword)
+    return out
+
+
+# --- reading the document ---------------------------------------------------------------------------
+
+
+def channels_by_address(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["address"]: c for c in doc["channels"].values()}
+
+
+def message_for(doc: dict[str, Any], event_type: str) -> dict[str, Any]:
+    channel = channels_by_address(doc)[event_type]
+    (message,) = channel["messages"].values()
+    return resolve(doc, message["$ref"]) if "$ref" in message else message
+
+
+def payload_schema(doc: dict[str, Any], event_type: str) -> dict[str, Any]:
+    return message_for(doc, event_type)["payload"]
+
+
+def data_schema(doc: dict[str, Any], event_type: str) -> dict[str, Any]:
+    """The `data` schema a message's payload gives (the part of its allOf that sets `data`)."""
+    found = [
+        part["properties"]["data"]
+        for part in payload_schema(doc, event_type)["allOf"]
+        if "data" in part.get("properties", {})
+    ]
+    assert len(found) == 1, f"{event_type}: no single data schema"
+    return found[0]
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+# --- the document -----------------------------------------------------------------------------------
+
+
+def test_document_parses_and_every_reference_resolves(doc):
+    assert str(doc["asyncapi"]).startswith(("2.6", "3."))
+    assert doc["info"]["title"] and doc["info"]["version"]
+    refs = set(_refs(doc))
+    assert refs
+    for ref in refs:
+        assert resolve(doc, ref) is not None, ref
+
+
+def test_every_event_type_the_code_emits_has_a_message(doc):
+    documented = set(channels_by_address(doc))
+    assert documented == EMITTED, (
+        f"undocumented: {sorted(EMITTED - documented)}, not emitted by the code: {sorted(documented - EMITTED)}"
+    )
+    for event_type in EMITTED:
+        message = message_for(doc, event_type)
+        assert message["name"] == event_type
+        assert collect(doc, payload_schema(doc, event_type), "required") >= {"type", "data"}
+        consts = [
+            part["properties"]["type"].get("const")
+            for part in payload_schema(doc, event_type)["allOf"]
+            if "type" in part.get("properties", {})
+        ]
+        assert consts == [event_type]
+
+
+def test_the_hub_sends_every_documented_channel(doc):
+    sent = {
+        resolve(doc, op["channel"]["$ref"])["address"]
+        for op in doc["operations"].values()
+        if op["action"] == "send"
+    }
+    assert sent == EMITTED
+
+
+def test_planned_types_are_described_not_invented(doc):
+    assert not PLANNED & set(channels_by_address(doc))
+    assert not PLANNED & {m["name"] for m in doc["components"]["messages"].values()}
+    description = doc["info"]["description"]
+    for event_type in PLANNED:
+        assert f"`{event_type}`" in description
+
+
+def test_amqp_binding_matches_the_rabbitmq_bus(doc):
+    from hub.bus.rabbitmq import CONTENT_TYPE, RabbitBus
+
+    settings = Settings()
+    assert settings.bus_namespace == "hub"
+    for event_type, channel in channels_by_address(doc).items():
+        bindings = channel["bindings"]
+        binding = (resolve(doc, bindings["$ref"]) if "$ref" in bindings else bindings)["amqp"]
+        assert binding["is"] == "routingKey"
+        exchange = binding["exchange"]
+        assert exchange["name"] == RabbitBus(settings).exchange_name == "hub.events"
+        assert exchange["type"] == "topic"
+        assert exchange["durable"] is True
+        message = message_for(doc, event_type)
+        traits = [resolve(doc, t["$ref"]) for t in message.get("traits", [])]
+        content_types = {t.get("contentType") for t in traits} | {message.get("contentType")}
+        content_types.discard(None)
+        assert content_types == {CONTENT_TYPE} == {"application/cloudevents+json"}
+        assert doc["defaultContentType"] == CONTENT_TYPE
+        correlation = [t["correlationId"] for t in traits if "correlationId" in t]
+        assert len(correlation) == 1
+        correlation = resolve(doc, correlation[0]["$ref"]) if "$ref" in correlation[0] else correlation[0]
+        assert correlation["location"] == "$message.payload#/correlationid"
+
+
+def test_the_amqp_message_properties_are_the_ones_described(doc):
+    """message_id = event id and correlation_id = correlationid, as the description promises."""
+    from hub.bus.rabbitmq import RabbitBus
+
+    event = CloudEvent(type="contact.response", source="urn:t", data={}, correlationid="con_1")
+    message = RabbitBus.message_for(event)
+    assert message.message_id == event.id
+    assert message.correlation_id == "con_1"
+    assert message.content_type == "application/cloudevents+json"
+    assert message.delivery_mode == 2
+    description = doc["info"]["description"]
+    assert "`message_id` = the CloudEvent `id`" in description
+    assert "`correlation_id` = the CloudEvent `correlationid`" in description
+
+
+# --- contact events: ContactEvent.to_data against the documented schema -----------------------------
+
+OFFER = "savings-plus"
+
+
+def contact_event(kind: ContactEventType) -> ContactEvent:
+    """A valid event of this kind, as the channel may send it (hub.core.events._check)."""
+    extra: dict[str, Any] = {
+        ContactEventType.PROPOSITION_SHOWN: {"offer_id": OFFER, "decision_id": "dec_1"},
+        ContactEventType.PROPOSITION_RESPONSE: {"offer_id": OFFER, "response": PropositionResponse.LATER},
+        ContactEventType.INTEREST_SHOWN: {"topic": "mortgage"},
+        ContactEventType.BANNER_CLICK: {"offer_id": OFFER},
+    }[kind]
+    return ContactEvent(
+        id=new_id(),
+        type=kind,
+        customer_id=f"cus_{uuid.uuid4().hex[:20]}",
+        contact_id=f"con_{uuid.uuid4().hex[:20]}",
+        channel=Channel.WEBSITE,
+        occurred_at=datetime.now(UTC) - timedelta(seconds=3),
+        **extra,
+    )
+
+
+def cloud_event(e: ContactEvent) -> dict[str, Any]:
+    """The envelope as hub.core.events.EventService.record builds it."""
+    return CloudEvent(
+        id=e.id,
+        type=EVENT_TYPES[e.type],
+        source=Settings().source,
+        subject=e.customer_id,
+        time=e.occurred_at,
+        data=e.to_data(),
+        correlationid=e.contact_id,
+    ).to_dict()
+
+
+@pytest.mark.parametrize("kind", list(ContactEventType))
+def test_contact_event_data_validates(doc, kind):
+    data = contact_event(kind).to_data()
+    assert validate(doc, data_schema(doc, EVENT_TYPES[kind]), data) == []
+
+
+@pytest.mark.parametrize("kind", list(ContactEventType))
+def test_contact_event_envelope_validates(doc, kind):
+    envelope = cloud_event(contact_event(kind))
+    assert validate(doc, payload_schema(doc, EVENT_TYPES[kind]), envelope) == []
+    assert collect(doc, payload_schema(doc, EVENT_TYPES[kind]), "properties") == set(envelope)
+
+
+@pytest.mark.parametrize("kind", list(ContactEventType))
+def test_documented_data_keys_equal_the_keys_the_code_produces(doc, kind):
+    produced = set(contact_event(kind).to_data())
+    schema = data_schema(doc, EVENT_TYPES[kind])
+    assert collect(doc, schema, "required") == produced
+    assert collect(doc, schema, "properties") == produced
+
+
+def test_the_validator_rejects_data_that_breaks_the_contract(doc):
+    schema = data_schema(doc, "contact.response")
+    good = contact_event(ContactEventType.PROPOSITION_RESPONSE).to_data()
+    assert validate(doc, schema, good) == []
+    missing = {k: v for k, v in good.items() if k != "decisionId"}
+    assert any("missing 'decisionId'" in e for e in validate(doc, schema, missing))
+    assert validate(doc, schema, {**good, "response": None})  # a response needs its answer
+    assert validate(doc, schema, {**good, "response": "MAYBE"})
+    assert validate(doc, schema, {**good, "channel": "FAX"})
+    assert validate(doc, schema, {**good, "occurredAt": "yesterday"})
+    assert validate(doc, schema, {**good, "occurredAt": "2024-05-01T10:00:00"})  # no offset
+    assert validate(doc, schema, {**good, "eventType": "PROPOSITION_SHOWN"})
+    interest = data_schema(doc, "contact.interest.shown")
+    bare = contact_event(ContactEventType.INTEREST_SHOWN).to_data()
+    assert validate(doc, interest, {**bare, "topic": None, "offerId": None})  # needs a topic or offer
+    envelope = cloud_event(contact_event(ContactEventType.BANNER_CLICK))
+    assert validate(doc, payload_schema(doc, "contact.banner.click"), {**envelope, "specversion": "0.3"})
+    assert validate(doc, payload_schema(doc, "contact.response"), envelope)  # wrong type for the channel
+
+
+# --- every event, from the real use cases -----------------------------------------------------------
+
+
+@pytest.fixture
+async def emitted(tmp_path) -> list[CloudEvent]:
+    """Run the contact use cases on a real hub (SQLite, embedded bus) and capture every event they
+    write to the outbox, including types no shipped flow subscribes to."""
+    from hub.core.contacts import ContactService
+    from hub.core.events import EventInput, EventService
+    from hub.core.identity import Key
+    from hub.core.model import KeyKind
+    from hub.core.outbox import Outbox
+    from hub.runtime import Hub
+
+    class Capture(Outbox):
+        def __init__(self) -> None:
+            super().__init__(("#",))
+            self.events: list[CloudEvent] = []
+
+        async def add(self, tx: Any, events: Any) -> None:
+            self.events.extend(e for e in events if self.routed(e.type))
+
+    hub = Hub(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}", broker_url="memory://"))
+    await hub.start(consume=False)
+    try:
+        capture = Capture()
+        contacts = ContactService(
+            hub.engine, hub.systems.contact_registry, capture, hub.settings.source, lambda _: None
+        )
+        events = EventService(
+            hub.engine, contacts, hub.decisions, capture, hub.settings.source, 100, lambda _: None
+        )
+        email = Key(KeyKind.EMAIL, "ann@example.com")
+        first = await contacts.start(Channel.WEBSITE, [email], "Ann")  # contact.started, customer.created
+        await events.record(
+            first.contact.id,
+            [
+                EventInput(ContactEventType.PROPOSITION_SHOWN, offer_id=OFFER),
+                EventInput(
+                    ContactEventType.PROPOSITION_RESPONSE,
+                    offer_id=OFFER,
+                    response=PropositionResponse.ACCEPTED,
+                ),
+                EventInput(ContactEventType.INTEREST_SHOWN, topic="mortgage"),
+                EventInput(ContactEventType.BANNER_CLICK, offer_id=OFFER),
+            ],
+        )
+        await contacts.end(first.contact.id, None)  # contact.ended
+        second = await contacts.start(  # customer.updated: a new phone key
+            Channel.CALLCENTER, [email, Key(KeyKind.PHONE, "+31612345678")], None
+        )
+        await contacts.end(second.contact.id, "callback requested")
+        await contacts.import_customer([Key(KeyKind.EMAIL, "bob@example.com")], "Bob", {"tier": "gold"})
+        return capture.events
+    finally:
+        await hub.close()
+
+
+async def test_every_emitted_event_validates_against_its_message(doc, emitted):
+    assert {e.type for e in emitted} == EMITTED  # the scenario covers every type
+    for event in emitted:
+        envelope = event.to_dict()
+        assert validate(doc, payload_schema(doc, event.type), envelope) == [], event.type
+        schema = data_schema(doc, event.type)
+        assert collect(doc, schema, "required") == set(event.data), event.type
+        assert collect(doc, schema, "properties") == set(event.data), event.type
+
+
+async def test_customer_created_by_import_has_no_correlation_id(doc, emitted):
+    imported = [e for e in emitted if e.type == CUSTOMER_CREATED and e.data["name"] == "Bob"]
+    assert len(imported) == 1
+    envelope = imported[0].to_dict()
+    assert "correlationid" not in envelope
+    assert "correlationid" not in collect(doc, payload_schema(doc, CUSTOMER_CREATED), "required")
+    assert envelope["data"]["attributes"] == {"tier": "gold"}
