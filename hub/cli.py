@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +27,7 @@ app.add_typer(flows, name="flows")
 SDL_PATH = PROJECT_ROOT / "schema" / "schema.graphql"
 
 
-def _run(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+def _run(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
     try:
         return asyncio.run(fn(*args))
     except MappingError as exc:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.config import Settings
 from hub.mapping.loader import Located, MappingError, load_located, validate
-from hub.mapping.models import FlowMode, HubMapping
+from hub.mapping.models import HubMapping
 from hub.ports import (
     Adapter,
     AdapterContext,
@@ -113,11 +113,10 @@ def build_systems(mapping: HubMapping, located: Located, settings: Settings, eng
         consumers[flow.destination] = role(("flows", i, "destination"), flow.destination, EventConsumer)
     if problems:
         raise MappingError(problems)
-    sources = {
-        n: a for n, a in adapters.items() if isinstance(a, ProfileSource) and mapping.systems[n].profile
+    sources: dict[str, ProfileSource] = {
+        n: cast(ProfileSource, a)
+        for n, a in adapters.items()
+        if isinstance(a, ProfileSource) and mapping.systems[n].profile
     }
     return Systems(mapping, adapters, registry, engine_, sources, consumers)
 
-
-def realtime(mapping: HubMapping) -> list[str]:
-    return [f.name for f in mapping.flows if f.mode is FlowMode.REALTIME]

@@ -10,12 +10,12 @@ from strawberry.types import Info
 
 from hub.api.context import Context, check_limit
 from hub.core import model
+from hub.core.model import Channel, ContactEventType, PropositionResponse
 
-Channel = strawberry.enum(model.Channel, description="A front-end channel that runs contacts.")
-ContactEventType = strawberry.enum(model.ContactEventType, description="What happened during a contact.")
-PropositionResponse = strawberry.enum(
-    model.PropositionResponse, description="A customer's answer to an offer."
-)
+# strawberry.enum registers the core's enums for GraphQL and returns them unchanged.
+strawberry.enum(Channel, description="A front-end channel that runs contacts.")
+strawberry.enum(ContactEventType, description="What happened during a contact.")
+strawberry.enum(PropositionResponse, description="A customer's answer to an offer.")
 
 
 @strawberry.type(description="A segment the customer is in, as decided by CM.")

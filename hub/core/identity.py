@@ -105,7 +105,11 @@ class IdentityGraph:
             return []
         dialect = tx.dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = insert(customer_keys).values(rows).on_conflict_do_nothing()
-        stmt = stmt.returning(customer_keys.c.kind, customer_keys.c.value)
+        stmt = (
+            insert(customer_keys)
+            .values(rows)
+            .on_conflict_do_nothing()
+            .returning(customer_keys.c.kind, customer_keys.c.value)
+        )
         result = await tx.execute(stmt)
         return [Key(KeyKind(r.kind), r.value) for r in result]
