@@ -100,7 +100,7 @@ def build_systems(mapping: HubMapping, located: Located, settings: Settings, eng
     if problems:
         raise MappingError(problems)
 
-    def role(path: tuple[str, ...], system: str, port: type) -> Any:
+    def role(path: tuple[str | int, ...], system: str, port: type) -> Any:
         adapter = adapters[system]
         if not isinstance(adapter, port):
             problems.append(located.problem(path, f"system {system!r} does not implement {port.__name__}"))
