@@ -82,6 +82,17 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
 
 
+@pytest.fixture
+async def store_engine(sqlite_url):
+    """A migrated SQLite store: the hub's tables and the built-in systems'."""
+    from hub.store.db import create_engine, migrate
+
+    engine = create_engine(sqlite_url)
+    await migrate(engine)
+    yield engine
+    await engine.dispose()
+
+
 # --- The hub on a stack -------------------------------------------------------------------------
 # HUB_TEST_STACK=embedded (default): SQLite file + in-process bus. HUB_TEST_STACK=services: a fresh
 # PostgreSQL database + RabbitMQ with a fresh namespace. Tests that use `hub_settings` run on both

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, String, Table
+from sqlalchemy import JSON, BigInteger, Column, Integer, String, Table
 
-from hub.store.tables import metadata
+from hub.store.tables import UTCDateTime, metadata
 
 # One row per customer CM knows: the policy state (hub_adapters.cm.policy.CustomerState as JSON) and
 # a version for optimistic concurrency between hub processes.
@@ -14,7 +14,7 @@ cm_profiles = Table(
     Column("customer_id", String(40), primary_key=True),
     Column("state", JSON, nullable=False),
     Column("version", Integer, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 # Propensity learning over all customers: shows and acceptances per offer, incremented atomically.

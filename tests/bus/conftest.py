@@ -13,8 +13,6 @@ from hub.bus.embedded import EmbeddedBus
 from hub.bus.rabbitmq import RabbitBus
 from hub.config import Settings
 from hub.events import CloudEvent
-from hub.store.db import create_engine
-from hub.store.tables import metadata
 from tests.support import delete_topology
 
 DELIVERY_LIMIT = 3
@@ -24,15 +22,6 @@ def bus_settings(**overrides) -> Settings:
     values = dict(delivery_limit=DELIVERY_LIMIT, retry_backoff_seconds=0.05, prefetch=10)
     values.update(overrides)
     return Settings(**values)
-
-
-@pytest.fixture
-async def store_engine(sqlite_url):
-    engine = create_engine(sqlite_url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ async def test_unknown_visitor_becomes_a_customer_and_is_found_again_by_any_key(
 
 async def test_events_reach_cm_once_and_rerank_nbas(client, hub):
     await load_demo(hub)
+    await hub.settle()  # CM learns the demo customers' attributes from customer.created events
     start = await start_contact(client, email="anna.devries@example.com")
     assert start["created"] is False and start["customer"]["name"] == "Anna de Vries"
     assert {s["id"] for s in start["customer"]["segments"]} >= {"gold-tier"}

@@ -25,12 +25,8 @@ _ids = count(1)
 
 
 @pytest.fixture
-async def engine(sqlite_url):
-    engine = create_engine(sqlite_url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    yield engine
-    await engine.dispose()
+def engine(store_engine):
+    return store_engine
 
 
 @pytest.fixture
