@@ -20,10 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import Insert
 
 from hub.bus.base import PermanentError
 from hub.core.model import (
@@ -38,6 +36,7 @@ from hub.core.model import (
 )
 from hub.events import CloudEvent, utcnow
 from hub.ports import AdapterContext, Health, Profile, Tx
+from hub.store.db import dialect_insert
 from hub_adapters.cm import policy
 from hub_adapters.cm.catalog import Catalog, load_catalog
 from hub_adapters.cm.policy import CustomerState
@@ -59,15 +58,6 @@ class CMConfig(BaseModel):
     offers: str = "cm/offers.yaml"  # relative to settings.mappings_dir
     segments: str = "cm/segments.yaml"
     learning_ttl_seconds: float = Field(1.0, ge=0)
-
-
-def _insert(conn: AsyncConnection, table: Any) -> Insert:
-    name = conn.dialect.name
-    if name == "sqlite":
-        return sqlite.insert(table)
-    if name == "postgresql":
-        return postgresql.insert(table)
-    raise NotImplementedError(f"the built-in CM supports SQLite and PostgreSQL, not {name}")
 
 
 class BuiltinCM:
@@ -212,7 +202,7 @@ class BuiltinCM:
         state.version = new_version
         doc = state.to_dict()
         if old_version is None:
-            stmt = _insert(tx, cm_profiles).values(
+            stmt = dialect_insert(tx, cm_profiles).values(
                 customer_id=customer_id, state=doc, version=new_version, updated_at=now
             ).on_conflict_do_nothing(index_elements=[cm_profiles.c.customer_id])
             try:
@@ -238,7 +228,9 @@ class BuiltinCM:
                        and event.response is PropositionResponse.ACCEPTED)
         if not event.offer_id or not (shown or accepted):
             return
-        ins = _insert(tx, cm_offer_learning).values(offer_id=event.offer_id, shown=shown, accepted=accepted)
+        ins = dialect_insert(tx, cm_offer_learning).values(
+            offer_id=event.offer_id, shown=shown, accepted=accepted
+        )
         await tx.execute(ins.on_conflict_do_update(
             index_elements=[cm_offer_learning.c.offer_id],
             set_={

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.events import CloudEvent, utcnow
 from hub.ports import EventConsumer
+from hub.store.db import dialect_insert
 from hub.store.tables import processed_messages
 
 Changed = Callable[[str, Iterable[str]], None]
@@ -30,9 +30,8 @@ class IdempotentConsumer:
 
     async def __call__(self, event: CloudEvent) -> None:
         async with self._engine.begin() as tx:
-            insert = postgresql.insert if tx.dialect.name == "postgresql" else sqlite.insert
             claimed = await tx.execute(
-                insert(processed_messages)
+                dialect_insert(tx, processed_messages)
                 .values(destination=self.destination, event_id=event.id, processed_at=utcnow())
                 .on_conflict_do_nothing()
                 .returning(processed_messages.c.event_id)

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 import phonenumbers
 from sqlalchemy import select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 
 from hub.core.errors import BadInput
 from hub.core.model import KeyKind
 from hub.events import utcnow
 from hub.ports import Tx
+from hub.store.db import dialect_insert
 from hub.store.tables import customer_keys, customers
 
 
@@ -103,10 +103,8 @@ class IdentityGraph:
         ]
         if not rows:
             return []
-        dialect = tx.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         stmt = (
-            insert(customer_keys)
+            dialect_insert(tx, customer_keys)
             .values(rows)
             .on_conflict_do_nothing()
             .returning(customer_keys.c.kind, customer_keys.c.value)

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.bus.base import Bus, Handler
 from hub.events import utcnow
 from hub.mapping.models import Flow, FlowMode
+from hub.store.db import dialect_insert
 from hub.store.tables import flow_cursors
 
 log = logging.getLogger(__name__)
@@ -98,10 +98,9 @@ class Scheduler:
 
     async def _claim(self, flow: Flow, due: datetime, now: datetime) -> bool:
         async with self._engine.begin() as tx:
-            insert = postgresql.insert if tx.dialect.name == "postgresql" else sqlite.insert
             # A flow seen for the first time starts its schedule now: its first run is the next due time.
             await tx.execute(
-                insert(flow_cursors)
+                dialect_insert(tx, flow_cursors)
                 .values(flow=flow.name, last_run_at=due, delivered=0)
                 .on_conflict_do_nothing()
             )

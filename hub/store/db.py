@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -40,8 +41,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def dialect_insert(conn: AsyncConnection, table: Table) -> postgresql.Insert:
+    """INSERT that supports ON CONFLICT on the connection's backend (PostgreSQL and SQLite spell it alike)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return cast(postgresql.Insert, sqlite.insert(table))
 
 
 def alembic_config() -> Config:
