@@ -27,8 +27,10 @@ test-embedded: $(STAMP)
 test-services: $(STAMP)
 	HUB_TEST_STACK=services $(BIN)/pytest -q -m "stack"
 
+## lint: ruff, and mypy on the runtime and adapters
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy hub adapters
 
 ## schema: re-export schema/schema.graphql from the code
 schema: $(STAMP)
