@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-embedded test-services lint schema clean
+.PHONY: run test test-embedded test-services lint schema bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ lint: $(STAMP)
 ## schema: re-export schema/schema.graphql from the code
 schema: $(STAMP)
 	$(BIN)/hub export-schema
+
+## bench: side-by-side benchmarks (ratios against a baseline); results in bench/RESULTS.md
+bench: $(STAMP)
+	$(BIN)/python bench/run.py --rounds 7
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

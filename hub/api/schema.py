@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -172,17 +173,21 @@ def ensure_code(error: GraphQLError) -> None:
 
 
 def build_schema(max_depth: int = 10) -> strawberry.Schema:
+    # The limits' rule classes are made once: the validation cache is keyed by the rule classes, so
+    # rules made per request would never hit it. Extensions themselves are fresh per request.
+    limits = [
+        *QueryDepthLimiter(max_depth=max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=30).validation_rules,
+    ]
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
-            # Factories: a fresh extension per request; the parse/validation caches are module-level.
+            lambda: AddValidationRules(limits),
             lambda: ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
-            lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxTokensLimiter(max_token_count=5000),
-            lambda: MaxAliasesLimiter(max_alias_count=30),
         ],
     )
 
