@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable, Sequence
 
 from hub.bus import create_bus
-from hub.bus.base import Handler, Route
+from hub.bus.base import BusError, Handler, Route
 from hub.config import Settings
 from hub.core.consumer import IdempotentConsumer
 from hub.core.contacts import ContactService
@@ -118,7 +118,10 @@ class Hub:
         quiet = 0
         while True:
             backlog = await self.outbox.backlog(self.engine)
-            depth = sum(q.depth for q in await self.bus.stats() if q.queue in realtime)
+            try:
+                depth = sum(q.depth for q in await self.bus.stats() if q.queue in realtime)
+            except BusError:  # reconnecting: not settled yet
+                depth = -1
             quiet = quiet + 1 if backlog == 0 and depth == 0 and self._inflight == 0 else 0
             if quiet >= 3:
                 return

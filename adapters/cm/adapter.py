@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.bus.base import PermanentError
@@ -172,7 +172,7 @@ class BuiltinCM:
         now = self._clock()
         if event.type in EVENT_KINDS:
             contact = _read_contact_event(event)
-            state, version = await self._read(tx, contact.customer_id)
+            state, version = await self._locked(tx, contact.customer_id, now)
             new = policy.apply_event(state, contact, now, catalog)
             if new.version == state.version:  # already applied (event id remembered in the state)
                 return set()
@@ -181,10 +181,27 @@ class BuiltinCM:
             return {contact.customer_id}
         if event.type in CUSTOMER_EVENTS:
             customer_id, attributes = _read_customer_event(event)
-            state, version = await self._read(tx, customer_id)
+            state, version = await self._locked(tx, customer_id, now)
             await self._write(tx, customer_id, policy.apply_attributes(state, attributes), version, now)
             return {customer_id}
         return set()
+
+    async def _locked(self, tx: Tx, customer_id: str, now: datetime) -> tuple[CustomerState, int]:
+        """The customer's state, locked until `tx` ends: consumers of one customer in several hub
+        processes queue up here instead of racing (FOR UPDATE on PostgreSQL; SQLite has one writer)."""
+        await tx.execute(
+            dialect_insert(tx, cm_profiles)
+            .values(customer_id=customer_id, state=CustomerState().to_dict(), version=0, updated_at=now)
+            .on_conflict_do_nothing(index_elements=[cm_profiles.c.customer_id])
+        )
+        row = (await tx.execute(
+            select(cm_profiles.c.state, cm_profiles.c.version)
+            .where(cm_profiles.c.customer_id == customer_id)
+            .with_for_update()
+        )).one()
+        state = CustomerState.from_dict(row.state)
+        state.version = row.version  # the row's version is the truth
+        return state, row.version
 
     async def _read(self, conn: AsyncConnection, customer_id: str) -> tuple[CustomerState, int | None]:
         row = (await conn.execute(
@@ -196,26 +213,15 @@ class BuiltinCM:
         state.version = row.version  # the row's version is the truth
         return state, row.version
 
-    async def _write(self, tx: Tx, customer_id: str, state: CustomerState, old_version: int | None,
+    async def _write(self, tx: Tx, customer_id: str, state: CustomerState, old_version: int,
                      now: datetime) -> None:
-        new_version = (old_version or 0) + 1
+        new_version = old_version + 1
         state.version = new_version
-        doc = state.to_dict()
-        if old_version is None:
-            stmt = dialect_insert(tx, cm_profiles).values(
-                customer_id=customer_id, state=doc, version=new_version, updated_at=now
-            ).on_conflict_do_nothing(index_elements=[cm_profiles.c.customer_id])
-            try:
-                result = await tx.execute(stmt)
-            except IntegrityError as exc:  # pragma: no cover - ON CONFLICT makes this unlikely
-                raise ConcurrentUpdate(f"CM profile {customer_id!r} was created concurrently") from exc
-            if result.rowcount != 1:
-                raise ConcurrentUpdate(f"CM profile {customer_id!r} was created concurrently; retry")
-            return
+        # The row is locked by `_locked`; the version check guards against a caller that did not lock.
         result = await tx.execute(
             update(cm_profiles)
             .where(cm_profiles.c.customer_id == customer_id, cm_profiles.c.version == old_version)
-            .values(state=doc, version=new_version, updated_at=now)
+            .values(state=state.to_dict(), version=new_version, updated_at=now)
         )
         if result.rowcount != 1:
             raise ConcurrentUpdate(

@@ -30,6 +30,7 @@ from hub.api.types import (
     StartContactInput,
     StartContactPayload,
 )
+from hub.bus.base import BusError
 from hub.core.errors import BadInput, NotFound
 from hub.core.events import EventInput
 from hub.core.identity import keys_from
@@ -77,11 +78,16 @@ class Query:
     @strawberry.field(description="Queues, dead letters and outbox backlog, for operators.")
     async def operations(self, info: I) -> Operations:
         hub = info.context.hub
-        stats = await hub.bus.stats()
+        # The broker being away is exactly when operators look: report it, keep the store's numbers.
+        try:
+            stats, bus_error = await hub.bus.stats(), None
+        except BusError as exc:
+            stats, bus_error = [], f"{type(exc).__name__}: {exc}"
         return Operations(
             queues=[QueueStatus(queue=q.queue, depth=q.depth, dead_letters=q.dead_letters) for q in stats],
             outbox_backlog=await hub.outbox.backlog(hub.engine),
             relay_error=hub.relay.last_error,
+            bus_error=bus_error,
         )
 
 

@@ -197,3 +197,4 @@ class Operations:
     queues: list[QueueStatus]
     outbox_backlog: int
     relay_error: str | None
+    bus_error: str | None = strawberry.field(description="Why queue figures are missing, when they are.")
