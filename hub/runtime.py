@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Iterable, Sequence
 
 from hub.bus import create_bus
 from hub.bus.base import BusError, Handler, Route
 from hub.config import Settings
+from hub.core import changes
 from hub.core.consumer import IdempotentConsumer
 from hub.core.contacts import ContactService
 from hub.core.events import EventService
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 class Hub:
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or Settings()
+        # Names this process in its change announcements, so it can skip its own.
+        self.instance = f"{self.settings.source}/process/{uuid.uuid4().hex[:12]}"
         self._inflight = 0
         self._started = False
 
@@ -43,13 +47,19 @@ class Hub:
 
         self.cache = ProfileCache(s.cache_ttl_seconds, s.cache_max_entries)
         self.feed = NbaFeed()
-        self.outbox = Outbox([p for f in self.mapping.flows for p in f.events])
+        self.outbox = Outbox([*(p for f in self.mapping.flows for p in f.events), changes.CUSTOMER_CHANGED])
         self.phone_region = self.mapping.identity.default_phone_region or s.default_phone_region
         self.relay = OutboxRelay(self.engine, self.bus, batch=s.relay_batch, idle=s.relay_idle_seconds)
         self.views = ViewAssembler(self.engine, self.mapping, self.systems.profile_sources, self.cache)
         self.decisions = self.systems.decision_engine
+        registry_system = self.mapping.roles.contact_registry
         self.contacts = ContactService(
-            self.engine, self.systems.contact_registry, self.outbox, s.source, self._committed
+            self.engine,
+            self.systems.contact_registry,
+            self.outbox,
+            s.source,
+            self._committed,
+            lambda ids: changes.changed(self.instance, registry_system, ids),
         )
         self.events = EventService(
             self.engine,
@@ -61,6 +71,7 @@ class Hub:
             self._committed,
         )
         self.scheduler = Scheduler(self.engine, self.bus, self.mapping.flows, self.handler_for)
+        await self.bus.broadcast([changes.CUSTOMER_CHANGED], self._changed_elsewhere)
         self.relay.start()
         if consume:
             for flow in self.mapping.flows:
@@ -88,7 +99,12 @@ class Hub:
     def handler_for(self, flow: Flow) -> Handler:
         # Idempotency is per destination system: two flows into one system apply an event once.
         consumer = IdempotentConsumer(
-            flow.destination, self.systems.consumers[flow.destination], self.engine, self._applied
+            flow.destination,
+            self.systems.consumers[flow.destination],
+            self.engine,
+            self.outbox,
+            self.instance,
+            self._applied,
         )
 
         async def handle(event: CloudEvent) -> None:
@@ -106,9 +122,20 @@ class Hub:
         self.relay.wake()
 
     def _applied(self, destination: str, customer_ids: Iterable[str]) -> None:
+        """This process applied an event: react now, and wake the relay for the announcement."""
         ids = list(customer_ids)
         self.cache.invalidate(ids, [destination])
         if destination == self.mapping.roles.decision_engine:
+            self.feed.notify(ids)
+        self.relay.wake()
+
+    async def _changed_elsewhere(self, event: CloudEvent) -> None:
+        """Another hub process changed customers' data: clear what this one cached, push NBAs."""
+        if event.source == self.instance:
+            return  # reacted already, at commit
+        system, ids = changes.read_changed(event)
+        self.cache.invalidate(ids, [system])
+        if system == self.mapping.roles.decision_engine:
             self.feed.notify(ids)
 
     async def settle(self, timeout: float = 10.0) -> None:

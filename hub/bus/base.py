@@ -9,6 +9,7 @@ Semantics both engines share (tests/bus/test_behaviour.py runs against each):
   returns. A handler that raises is retried with back-off; after `delivery_limit` attempts, or at once
   for `PermanentError` / `MalformedEvent`, the message goes to the dead-letter queue with the reason.
 - Ordering within a queue is publish order while nothing is retried.
+- `broadcast` listeners count as routes: an event only they match is routed, not lost silently.
 """
 
 from __future__ import annotations
@@ -86,6 +87,12 @@ class Bus(ABC):
     @abstractmethod
     async def consume(self, queue: str, handler: Handler) -> None:
         """Start delivering the queue's messages to the handler until `cancel` or `close`."""
+
+    @abstractmethod
+    async def broadcast(self, patterns: Sequence[str], handler: Handler) -> None:
+        """Also hand matching events to this process, whatever other processes do: a transient,
+        per-process subscription (at most once, nothing kept while the process is down). For cache
+        invalidation and live pushes, never for effects."""
 
     @abstractmethod
     async def cancel(self, queue: str) -> None:

@@ -76,6 +76,8 @@ class EmbeddedBus(Bus):
         self._wake: dict[str, asyncio.Event] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._consumers: dict[str, asyncio.Task[None]] = {}
+        self._listeners: list[tuple[tuple[str, ...], Handler]] = []
+        self._listening: set[asyncio.Task[None]] = set()
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -87,6 +89,9 @@ class EmbeddedBus(Bus):
         self._closed = True
         for queue in list(self._consumers):
             await self.cancel(queue)
+        self._listeners.clear()
+        for task in list(self._listening):
+            task.cancel()
 
     # -- topology and publishing -------------------------------------------------------------------
 
@@ -105,9 +110,27 @@ class EmbeddedBus(Bus):
 
     async def publish(self, event: CloudEvent) -> None:
         queues = self._matching_queues(event.type)
-        if not queues:
+        listeners = [
+            h for patterns, h in self._listeners if any(topic_matches(p, event.type) for p in patterns)
+        ]
+        if not queues and not listeners:
             raise Unroutable(f"no queue is bound for event type {event.type!r}")
-        await self._insert(queues, event.id, event.to_json())
+        if queues:
+            await self._insert(queues, event.id, event.to_json())
+        for handler in listeners:
+            task = asyncio.create_task(self._hear(handler, event))
+            self._listening.add(task)
+            task.add_done_callback(self._listening.discard)
+
+    async def broadcast(self, patterns: Sequence[str], handler: Handler) -> None:
+        self._listeners.append((tuple(patterns), handler))
+
+    @staticmethod
+    async def _hear(handler: Handler, event: CloudEvent) -> None:
+        try:
+            await handler(event)
+        except Exception:  # a listener is best effort by contract
+            log.exception("embedded bus: broadcast listener failed on %s", event.id)
 
     async def _publish_raw(self, routing_key: str, body: bytes, message_id: str | None = None) -> None:
         """Publish bytes as they are (tests and tools: e.g. a malformed message)."""

@@ -118,6 +118,15 @@ def _as_str(value: Any) -> str:
 
 
 @dataclass(eq=False)
+class _Listener:
+    """A broadcast subscription: a server-named, exclusive, auto-delete queue for this process."""
+
+    patterns: tuple[str, ...]
+    handler: Handler
+    channel: AbstractRobustChannel | None = None
+
+
+@dataclass(eq=False)
 class _Consumer:
     queue: str
     handler: Handler
@@ -147,6 +156,7 @@ class RabbitBus(Bus):
         self._dlx_exchange: AbstractExchange | None = None
         self._routes: dict[str, tuple[str, ...]] = {}
         self._consumers: dict[str, _Consumer] = {}
+        self._listeners: list[_Listener] = []
         self._restoring: asyncio.Task[None] | None = None
         self._closing = False
         # Set after every successful restore (tests and health checks wait on it).
@@ -214,6 +224,9 @@ class RabbitBus(Bus):
             self._restoring = None
         for queue in list(self._consumers):
             await self.cancel(queue)
+        for listener in self._listeners:
+            await self._stop_listener(listener)
+        self._listeners.clear()
         conn, self._conn = self._conn, None
         self._pub = self._events_exchange = self._dlx_exchange = None
         if conn is not None:
@@ -346,6 +359,36 @@ class RabbitBus(Bus):
         while not consumer.inbox.empty():
             consumer.inbox.get_nowait()
         ch, consumer.channel, consumer.tag = consumer.channel, None, None
+        if ch is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ch.close(), self._timeout)
+
+    async def broadcast(self, patterns: Sequence[str], handler: Handler) -> None:
+        listener = _Listener(tuple(patterns), handler)
+        self._listeners.append(listener)
+        try:
+            await self._start_listener(listener)
+        except _NETWORK_ERRORS as exc:
+            log.warning("rabbitmq bus: broadcast listener starts after the next reconnect: %s", exc)
+
+    async def _start_listener(self, listener: _Listener) -> None:
+        ch = await self._connection().channel(publisher_confirms=False)
+        listener.channel = ch
+        # Exclusive queues die with the connection: the restore after a reconnect declares a new one.
+        q = await ch.declare_queue("", exclusive=True, auto_delete=True, durable=False, robust=False)
+        for pattern in listener.patterns:
+            await q.bind(self.exchange_name, routing_key=pattern, robust=False)
+
+        async def hear(message: AbstractIncomingMessage) -> None:
+            try:
+                await listener.handler(CloudEvent.from_json(message.body))
+            except Exception:  # at most once by contract: log and go on
+                log.exception("rabbitmq bus: broadcast listener failed on %s", message.message_id)
+
+        await q.consume(hear, no_ack=True, robust=False)
+
+    async def _stop_listener(self, listener: _Listener) -> None:
+        ch, listener.channel = listener.channel, None
         if ch is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ch.close(), self._timeout)
@@ -519,6 +562,9 @@ class RabbitBus(Bus):
                 for consumer in list(self._consumers.values()):
                     await self._stop_channel(consumer)
                     await self._start_consumer(consumer)
+                for listener in self._listeners:
+                    await self._stop_listener(listener)
+                    await self._start_listener(listener)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.core import changes
+from hub.core.outbox import Outbox
 from hub.events import CloudEvent, utcnow
 from hub.ports import EventConsumer
 from hub.store.db import dialect_insert
@@ -22,10 +24,20 @@ class IdempotentConsumer:
     PostgreSQL a concurrent duplicate waits on the row's lock and then sees the conflict.
     """
 
-    def __init__(self, destination: str, consumer: EventConsumer, engine: AsyncEngine, changed: Changed):
+    def __init__(
+        self,
+        destination: str,
+        consumer: EventConsumer,
+        engine: AsyncEngine,
+        outbox: Outbox,
+        source: str,
+        changed: Changed,
+    ):
         self.destination = destination
         self._consumer = consumer
         self._engine = engine
+        self._outbox = outbox
+        self._source = source
         self._changed = changed
 
     async def __call__(self, event: CloudEvent) -> None:
@@ -39,5 +51,7 @@ class IdempotentConsumer:
             if claimed.first() is None:
                 return  # applied before: a redelivery
             customers = await self._consumer.consume(tx, event)
+            if customers:  # other hub processes clear their caches and push NBAs on this
+                await self._outbox.add(tx, [changes.changed(self._source, self.destination, customers)])
         if customers:
             self._changed(self.destination, customers)

@@ -40,7 +40,9 @@ class ContactService:
         outbox: Outbox,
         source: str,
         committed: Callable[[Sequence[str]], None],
+        announce: Callable[[Sequence[str]], CloudEvent],
     ):
+        self._announce = announce  # the change announcement for the registry's data
         self._engine = engine
         self._registry = registry
         self._outbox = outbox
@@ -117,7 +119,7 @@ class ContactService:
                         {},
                     )
                 )
-            await self._outbox.add(tx, events)
+            await self._record(tx, customer_id, events)
         return Started(contact, customer_id, created)
 
     async def find(self, keys: Sequence[Key]) -> str | None:
@@ -131,8 +133,9 @@ class ContactService:
             contact = await self.require_open(tx, contact_id)
             ended = await self._registry.end_contact(tx, contact.id, outcome)
             assert ended is not None
-            await self._outbox.add(
+            await self._record(
                 tx,
+                contact.customer_id,
                 [
                     self._event(
                         CONTACT_ENDED,
@@ -171,12 +174,16 @@ class ContactService:
             emails = [k.value for k in keys if k.kind is KeyKind.EMAIL]
             phones = [k.value for k in keys if k.kind is KeyKind.PHONE]
             await self._registry.upsert_customer(tx, customer_id, name, emails, phones, attributes)
-            await self._outbox.add(
+            await self._record(
                 tx,
+                customer_id,
                 [self._customer_event(CUSTOMER_CREATED, customer_id, None, name, emails, phones, attributes)],
             )
         self._committed([customer_id])
         return customer_id
+
+    async def _record(self, tx: Tx, customer_id: str, events: list[CloudEvent]) -> None:
+        await self._outbox.add(tx, [*events, self._announce([customer_id])])
 
     def _event(
         self, type_: str, customer_id: str, contact_id: str | None, data: dict[str, Any]

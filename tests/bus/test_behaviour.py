@@ -242,3 +242,33 @@ async def test_stats_show_depth_and_dead_letters(bus):
     assert (stats["crm"].depth, stats["crm"].dead_letters) == (0, 1)
     # reading dead letters and stats loses nothing
     assert len(await bus.dead_letters()) == 1
+
+
+async def test_broadcast_listeners_hear_matching_events_and_make_them_routable(bus):
+    await bus.declare([Route("crm", ("request.*",))])
+    heard, also = Recorder(), Recorder()
+    await bus.broadcast(["hub.customer.changed"], heard)
+    await bus.broadcast(["hub.#", "request.*"], also)
+    changed = event("hub.customer.changed", system="cm", customerIds=["c1"])
+    await bus.publish(changed)  # only listeners match: routed, not Unroutable
+    await bus.publish(event("request.status"))
+    with pytest.raises(Unroutable):
+        await bus.publish(event("lead.created"))
+    await eventually(lambda: len(also.events) == 2 and heard.events)
+    assert heard.events == [changed]
+    assert [e.type for e in also.events] == ["hub.customer.changed", "request.status"]
+    # Listeners never take a durable queue's messages away.
+    got = Recorder()
+    assert await bus.drain("crm", got) == 1 and [e.type for e in got.events] == ["request.status"]
+
+
+async def test_a_failing_listener_does_not_stop_the_others(bus):
+    await bus.declare([Route("audit", ("#",))])
+    failing = Recorder(fail=lambda e, n: RuntimeError("boom"))
+    fine = Recorder()
+    await bus.broadcast(["x.*"], failing)
+    await bus.broadcast(["x.*"], fine)
+    for i in range(3):
+        await bus.publish(event("x.y", n=i))
+    await eventually(lambda: len(fine.events) == 3)
+    assert len(failing.calls) == 3 and failing.events == []

@@ -20,8 +20,10 @@ async def customer_count(hub) -> int:
 
 
 @pytest.fixture
-async def contact(client):
-    return await start_contact(client, email="careful@example.com")
+async def contact(client, hub):
+    started = await start_contact(client, email="careful@example.com")
+    await hub.settle()  # CM's reaction to the new customer writes to the outbox too: let it land first
+    return started
 
 
 async def offer_id(client) -> str:
@@ -66,6 +68,7 @@ async def test_unknown_and_ended_contact(client, hub, contact):
     body = await gql(client, RECORD, {"contactId": "con_unknown", "events": event}, ok=False)
     assert codes(body) == ["UNKNOWN_CONTACT"]
     await gql(client, 'mutation($id: ID!) { endContact(contactId: $id) { id } }', {"id": contact["contact"]["id"]})
+    await hub.settle()
     before = await outbox_count(hub)
     body = await gql(client, RECORD, {"contactId": contact["contact"]["id"], "events": event}, ok=False)
     assert codes(body) == ["CONTACT_ENDED"]

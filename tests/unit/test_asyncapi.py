@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from hub.config import Settings
+from hub.core.changes import CUSTOMER_CHANGED
 from hub.core.contacts import CUSTOMER_UPDATED
 from hub.core.model import (
     CONTACT_ENDED,
@@ -34,7 +35,9 @@ from hub.events import CloudEvent, new_id
 ROOT = Path(__file__).resolve().parents[2]
 ASYNCAPI = ROOT / "schema" / "asyncapi.yaml"
 
-EMITTED = {*EVENT_TYPES.values(), CONTACT_STARTED, CONTACT_ENDED, CUSTOMER_CREATED, CUSTOMER_UPDATED}
+EMITTED = {
+    *EVENT_TYPES.values(), CONTACT_STARTED, CONTACT_ENDED, CUSTOMER_CREATED, CUSTOMER_UPDATED, CUSTOMER_CHANGED
+}
 PLANNED = {"lead.created", "lead.response", "request.status"}
 
 
@@ -362,6 +365,7 @@ def test_the_validator_rejects_data_that_breaks_the_contract(doc):
 async def emitted(tmp_path) -> list[CloudEvent]:
     """Run the contact use cases on a real hub (SQLite, embedded bus) and capture every event they
     write to the outbox, including types no shipped flow subscribes to."""
+    from hub.core.changes import changed
     from hub.core.contacts import ContactService
     from hub.core.events import EventInput, EventService
     from hub.core.identity import Key
@@ -382,7 +386,8 @@ async def emitted(tmp_path) -> list[CloudEvent]:
     try:
         capture = Capture()
         contacts = ContactService(
-            hub.engine, hub.systems.contact_registry, capture, hub.settings.source, lambda _: None
+            hub.engine, hub.systems.contact_registry, capture, hub.settings.source, lambda _: None,
+            lambda ids: changed(hub.instance, "crm", ids),
         )
         events = EventService(
             hub.engine, contacts, hub.decisions, capture, hub.settings.source, 100, lambda _: None
