@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from hub.runtime import Hub
 from tests.faults.conftest import OPERATIONS, api, first_offer, shown_counts, shown_event
 from tests.support import RECORD, eventually, gql
 
@@ -107,3 +108,40 @@ async def test_settle_waits_through_the_reconnect_after_an_outage(settings_for, 
             proxy.restore()
         await hub.settle(timeout=20)
         assert (await shown_counts(client, customer_id))[offer] == 1
+
+
+class RecordingHub(Hub):
+    """A hub that notes the order in which its destinations are handed events."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.delivered: list[str] = []
+
+    def handler_for(self, flow):
+        inner = super().handler_for(flow)
+
+        async def handle(event):
+            self.delivered.append(event.id)
+            await inner(event)
+
+        return handle
+
+
+async def test_events_of_a_customer_arrive_in_order_after_an_outage(settings_for, start_hub, proxy, rabbitmq_url):
+    hub = await start_hub(settings_for(broker_url=proxy.url(rabbitmq_url)), cls=RecordingHub)
+    async with api(hub) as client:
+        contact_id, _, offer = await first_offer(client, "ordered@example.com")
+        await hub.settle(timeout=20)
+        await proxy.cut()
+        await eventually(lambda: not hub.bus.restored.is_set(), timeout=10)
+        accepted: list[str] = []
+        for i in range(12):  # one call each, so the outbox order is the order the channel reported
+            events = [shown_event(offer)] if i % 2 else [{"type": "INTEREST_SHOWN", "topic": f"t{i}"}]
+            data = await gql(client, RECORD, {"contactId": contact_id, "events": events})
+            accepted.extend(data["recordContactEvents"]["eventIds"])
+        assert await hub.outbox.backlog(hub.engine) >= 12  # all held back by the outage
+        proxy.restore()
+        await asyncio.wait_for(hub.bus.restored.wait(), 20)
+        await hub.settle(timeout=20)
+    contact_events = [e for e in hub.delivered if e in set(accepted)]
+    assert contact_events == accepted
