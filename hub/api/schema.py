@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
 
 import strawberry
@@ -16,7 +17,7 @@ from strawberry.extensions import (
 )
 from strawberry.types import Info
 
-from hub.api.context import Context, check_limit
+from hub.api.context import Context, PartialData, check_limit
 from hub.api.types import (
     Channel,
     Contact,
@@ -36,10 +37,11 @@ from hub.core.events import EventInput
 from hub.core.identity import keys_from
 
 I = Info[Context, None]  # noqa: E741
+log = logging.getLogger(__name__)
 
 
 async def _customer(info: I, customer_id: str) -> Customer | None:
-    view = await info.context.customers.load(customer_id)
+    view = await info.context.customer(customer_id, info.path.as_list())
     return Customer.of(view) if view else None
 
 
@@ -174,7 +176,10 @@ def ensure_code(error: GraphQLError) -> None:
     elif error.original_error is None or isinstance(error.original_error, GraphQLError):
         code = "BAD_USER_INPUT"
     else:
+        # A bug or an outage, not the caller's doing: log it whole, tell the caller no internals.
         code = "INTERNAL"
+        log.error("unexpected error at %s", error.path, exc_info=error.original_error)
+        error.message = "Unexpected error; the hub's log has the details."
     error.extensions = {**(error.extensions or {}), "code": code}
 
 
@@ -191,6 +196,7 @@ def build_schema(max_depth: int = 10) -> strawberry.Schema:
         subscription=Subscription,
         extensions=[
             lambda: AddValidationRules(limits),
+            PartialData,
             lambda: ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
             lambda: MaxTokensLimiter(max_token_count=5000),

@@ -131,7 +131,7 @@ class Customer:
             segments=[Segment(id=strawberry.ID(s.id), name=s.name) for s in v.segments],
             offer_history=[OfferHistory.of(h) for h in v.offer_history],
             contacts=[Contact.of(c) for c in v.contacts],
-            unavailable_systems=v.errors,
+            unavailable_systems=sorted(v.unavailable),
         )
 
     @strawberry.field(description="CM's current next best actions, highest score first.")

@@ -151,4 +151,4 @@ class CustomerView:
     offer_history: list[OfferHistory] = field(default_factory=list)
     contacts: list[Contact] = field(default_factory=list)
     attributes: dict[str, Any] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)  # systems that failed: partial data
+    unavailable: dict[str, str] = field(default_factory=dict)  # system -> why it failed: partial data

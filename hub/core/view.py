@@ -60,11 +60,11 @@ class ViewAssembler:
         names = list(self._sources)
         results = await asyncio.gather(*(self._fetch(n, ids) for n in names), return_exceptions=True)
         per_system: dict[str, dict[str, Profile]] = {}
-        failed: list[str] = []
+        failed: dict[str, str] = {}
         for name, result in zip(names, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("profile source %s failed: %r", name, result)
-                failed.append(f"system {name!r} is unavailable: {type(result).__name__}: {result}")
+                failed[name] = f"{type(result).__name__}: {result}"
                 per_system[name] = {}
             else:
                 per_system[name] = result
@@ -89,7 +89,9 @@ class ViewAssembler:
                     found[cid] = profile
         return found
 
-    def _merge(self, cid: str, per_system: dict[str, dict[str, Profile]], failed: list[str]) -> CustomerView:
+    def _merge(
+        self, cid: str, per_system: dict[str, dict[str, Profile]], failed: dict[str, str]
+    ) -> CustomerView:
         """Each unified field comes from the first system, in survivorship order, that has a value."""
         values: dict[str, Any] = {}
         for system, cfg in self._mapping.systems.items():
@@ -114,7 +116,7 @@ class ViewAssembler:
             offer_history=[_history(h) for h in v.get("offerHistory", [])],
             contacts=[c for c in v.get("contacts", []) if isinstance(c, Contact)],
             attributes=dict(v.get("attributes", {})),
-            errors=list(failed),
+            unavailable=dict(failed),
         )
 
 

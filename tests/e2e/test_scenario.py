@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hub.demo import load_demo
-from tests.support import CUSTOMER, RECORD, eventually, gql, start_contact
+from tests.support import CUSTOMER, RECORD, START, eventually, gql, start_contact
 
 
 async def history(client, customer_id: str) -> dict[str, dict]:
@@ -132,3 +132,35 @@ async def test_graphql_get_and_graphiql(client, hub):
     # Mutations are not allowed over GET.
     r = await client.get("/graphql", params={"query": "mutation { endContact(contactId: \"x\") { id } }"})
     assert r.status_code in (400, 405)
+
+
+async def test_a_failing_system_gives_partial_data_and_an_error_naming_it(client, hub):
+    start = (await gql(client, START, {"input": {"channel": "WEBSITE", "name": "Pat",
+                                                 "identification": {"email": "partial@example.com"}}}))["startContact"]
+    cm = hub.systems.profile_sources["cm"]
+    hub.cache.invalidate([start["customer"]["id"]], ["crm", "cm"])
+
+    async def down(ids):
+        raise ConnectionError("cm is down")
+
+    cm.fetch = down  # the CM system is unreachable; the CRM still answers
+    body = await gql(client, 'query($id: ID!) { customer(id: $id) { name emails unavailableSystems segments { id } } }',
+                     {"id": start["customer"]["id"]}, ok=False)
+    assert body["data"]["customer"] == {"name": "Pat", "emails": ["partial@example.com"],
+                                        "unavailableSystems": ["cm"], "segments": []}
+    assert [(e["extensions"]["code"], e["extensions"]["system"], e["path"]) for e in body["errors"]] == [
+        ("SYSTEM_UNAVAILABLE", "cm", ["customer"])]
+
+
+async def test_unexpected_errors_are_masked_and_coded(client, hub, caplog):
+    start = await start_contact(client, email="oops@example.com")
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("password=hunter2 in a stack trace")
+
+    hub.decisions.decide = broken
+    body = await gql(client, 'query($id: ID!) { customer(id: $id) { name nextBestActions { offerId } } }',
+                     {"id": start["customer"]["id"]}, ok=False)
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["INTERNAL"]
+    assert "hunter2" not in str(body)
+    assert "hunter2" in caplog.text  # operators still see it
