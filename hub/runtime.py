@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
@@ -80,15 +81,33 @@ class Hub:
             self.scheduler.start()
         self._started = True
 
-    async def close(self) -> None:
+    async def close(self, step_timeout: float = 15.0) -> None:
+        """Stop in order: no new batch runs, no more publishing, no more consuming, then the store.
+        Each step has a deadline, so a stuck part cannot keep the process from stopping; what was
+        pending is logged (and stays in the outbox or its queue for the next start)."""
         if not self._started:
             return
         self._started = False
-        await self.scheduler.stop()
-        await self.relay.stop()
-        await self.bus.close()
-        await self.systems.close()
-        await self.engine.dispose()
+        steps = (
+            ("scheduler", self.scheduler.stop),
+            ("outbox relay", self.relay.stop),
+            ("bus", self.bus.close),
+            ("adapters", self.systems.close),
+            ("store", self.engine.dispose),
+        )
+        for name, stop in steps:
+            task = asyncio.create_task(stop(), name=f"close:{name}")
+            done, _ = await asyncio.wait({task}, timeout=step_timeout)
+            if not done:
+                task.cancel()
+                log.error(
+                    "closing the %s took over %.0fs; going on. Tasks still running:\n%s",
+                    name,
+                    step_timeout,
+                    _task_stacks(),
+                )
+            elif task.exception() is not None:
+                log.error("closing the %s failed", name, exc_info=task.exception())
 
     def flow(self, name: str) -> Flow:
         for f in self.mapping.flows:
@@ -157,3 +176,10 @@ class Hub:
                     f"hub did not settle: outbox {backlog}, queued {depth}, in flight {self._inflight}"
                 )
             await asyncio.sleep(0.02)
+
+
+def _task_stacks() -> str:
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=12, file=out)
+    return out.getvalue()

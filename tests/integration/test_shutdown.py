@@ -1,0 +1,26 @@
+"""A stuck part cannot keep the hub from stopping: each close step has a deadline, and it says why."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hub.config import Settings
+from hub.runtime import Hub
+
+
+async def test_close_goes_on_past_a_stuck_adapter_and_names_it(sqlite_url, caplog):
+    hub = Hub(Settings(database_url=sqlite_url))
+    await hub.start()
+
+    async def stuck() -> None:
+        await asyncio.Event().wait()
+
+    hub.systems.adapters["crm"].close = stuck
+    pool = hub.engine.sync_engine.pool
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await hub.close(step_timeout=0.3)
+    assert loop.time() - started < 5
+    assert "closing the adapters took over" in caplog.text
+    assert "stuck" in caplog.text  # the pending task's stack is in the log
+    assert hub.engine.sync_engine.pool is not pool, "the store step after the stuck one still ran (dispose)"
