@@ -34,6 +34,7 @@ class Hub:
         self.instance = f"{self.settings.source}/process/{uuid.uuid4().hex[:12]}"
         self._inflight = 0
         self._started = False
+        self.close_overruns: list[str] = []  # close steps that missed their deadline, with the task stacks
 
     async def start(self, *, consume: bool = True) -> None:
         s = self.settings
@@ -100,6 +101,7 @@ class Hub:
             done, _ = await asyncio.wait({task}, timeout=step_timeout)
             if not done:
                 task.cancel()
+                self.close_overruns.append(f"{name}:\n{_task_stacks()}")
                 log.error(
                     "closing the %s took over %.0fs; going on. Tasks still running:\n%s",
                     name,

@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 from urllib.parse import urlparse
 
@@ -147,6 +148,8 @@ async def hub(hub_settings):
         yield h
     finally:
         await h.close()
+        for overrun in h.close_overruns:  # bounded, so not a hang; shown so that it gets looked at
+            warnings.warn(f"hub close step overran its deadline: {overrun}", stacklevel=1)
         await drop_namespace(hub_settings, [f.queue for f in h.mapping.flows])
 
 

@@ -23,4 +23,5 @@ async def test_close_goes_on_past_a_stuck_adapter_and_names_it(sqlite_url, caplo
     assert loop.time() - started < 5
     assert "closing the adapters took over" in caplog.text
     assert "stuck" in caplog.text  # the pending task's stack is in the log
+    assert len(hub.close_overruns) == 1 and hub.close_overruns[0].startswith("adapters:")
     assert hub.engine.sync_engine.pool is not pool, "the store step after the stuck one still ran (dispose)"
