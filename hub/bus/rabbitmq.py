@@ -47,7 +47,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -513,12 +513,11 @@ class RabbitBus(Bus):
         the drain ends, so each drain is at most one attempt per message."""
         handled = 0
         held: list[AbstractIncomingMessage] = []
-        try:
-            ch = await self._connection().channel(publisher_confirms=False)
-        except _NETWORK_ERRORS as exc:
-            raise BusUnavailable(f"the broker is not reachable: {_reason(exc)}") from exc
-        try:
-            q = await ch.get_queue(self.physical(queue), ensure=True)
+        async with self._scratch_channel() as ch:
+            try:
+                q = await ch.get_queue(self.physical(queue), ensure=True)
+            except ChannelNotFoundEntity as exc:
+                raise BusError(f"queue {queue!r} is not declared") from exc
             waiting = q.declaration_result.message_count or 0
             for _ in range(waiting):
                 message = await q.get(no_ack=False, fail=False, timeout=self._timeout)
@@ -528,14 +527,22 @@ class RabbitBus(Bus):
                     handled += 1
             for message in held:
                 await _settle(message.nack(requeue=True))
-        except ChannelNotFoundEntity as exc:
-            raise BusError(f"queue {queue!r} is not declared") from exc
+        return handled
+
+    @contextlib.asynccontextmanager
+    async def _scratch_channel(self) -> AsyncIterator[AbstractRobustChannel]:
+        """A short-lived channel; closing it returns whatever it holds unacked to its queue."""
+        try:
+            ch = await self._connection().channel(publisher_confirms=False)
+        except _NETWORK_ERRORS as exc:
+            raise BusUnavailable(f"the broker is not reachable: {_reason(exc)}") from exc
+        try:
+            yield ch
         except _NETWORK_ERRORS as exc:
             raise BusUnavailable(f"the broker is not reachable: {_reason(exc)}") from exc
         finally:
             with contextlib.suppress(Exception):
                 await ch.close()
-        return handled
 
     # -- reconnect -----------------------------------------------------------------------------------
 
@@ -583,12 +590,8 @@ class RabbitBus(Bus):
         """basic.get every dead letter without ack; `act` may settle some; closing the channel returns
         the rest to the dead-letter queue (so reading never loses one). A concurrent reader sees the
         messages this one holds only after it is done."""
-        try:
-            ch = await self._connection().channel(publisher_confirms=False)
-        except _NETWORK_ERRORS as exc:
-            raise BusUnavailable(f"the broker is not reachable: {_reason(exc)}") from exc
         messages: list[AbstractIncomingMessage] = []
-        try:
+        async with self._scratch_channel() as ch:
             q = await ch.get_queue(self.dead_letter_queue, ensure=False)
             while len(messages) < MAX_BROWSE:
                 message = await q.get(no_ack=False, fail=False, timeout=self._timeout)
@@ -597,11 +600,6 @@ class RabbitBus(Bus):
                 messages.append(message)
                 if act is not None:
                     await act(message)
-        except _NETWORK_ERRORS as exc:
-            raise BusUnavailable(f"the broker is not reachable: {_reason(exc)}") from exc
-        finally:
-            with contextlib.suppress(Exception):
-                await ch.close()
         return messages
 
     def _dead_letter_of(self, message: AbstractIncomingMessage) -> DeadLetter:
