@@ -44,6 +44,7 @@ from hub.bus.base import (
 from hub.config import Settings
 from hub.events import CloudEvent, MalformedEvent, new_id
 from hub.store.tables import bus_messages
+from hub.waiting import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +209,7 @@ class EmbeddedBus(Bus):
             timeout = IDLE_POLL_SECONDS
             if next_at is not None:
                 timeout = min(timeout, max(0.0, (next_at - _now()).total_seconds()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout)
+            await wait_event(wake, timeout)
 
     async def _fetch(self, queue: str, limit: int, after_seq: int = 0, upto_seq: int | None = None):
         query = (

@@ -82,6 +82,7 @@ from hub.bus.base import (
 )
 from hub.config import Settings
 from hub.events import CloudEvent, MalformedEvent
+from hub.waiting import within
 
 log = logging.getLogger(__name__)
 
@@ -361,7 +362,7 @@ class RabbitBus(Bus):
         ch, consumer.channel, consumer.tag = consumer.channel, None, None
         if ch is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ch.close(), self._timeout)
+                await within(ch.close(), self._timeout)
 
     async def broadcast(self, patterns: Sequence[str], handler: Handler) -> None:
         listener = _Listener(tuple(patterns), handler)
@@ -391,7 +392,7 @@ class RabbitBus(Bus):
         ch, listener.channel = listener.channel, None
         if ch is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ch.close(), self._timeout)
+                await within(ch.close(), self._timeout)
 
     async def cancel(self, queue: str) -> None:
         consumer = self._consumers.pop(queue, None)

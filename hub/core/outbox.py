@@ -20,6 +20,7 @@ from hub.bus.base import Bus, BusError, Unroutable, topic_matches
 from hub.events import CloudEvent, utcnow
 from hub.ports import Tx
 from hub.store.tables import outbox
+from hub.waiting import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,7 @@ class OutboxRelay:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._idle)
+            await wait_event(self._wake, self._idle)
             self._wake.clear()
 
     async def relay_once(self) -> int:
