@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,7 +34,3 @@ class Settings(BaseSettings):
     retry_backoff_seconds: float = 0.2
     prefetch: int = 32
     demo: bool = False
-
-    @cached_property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
