@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.config.loader import load_located, validate
 from hub.core.identity import keys_from
-from hub.mapping.loader import load_located, validate
 from hub.runtime import Hub
 
 log = logging.getLogger(__name__)

@@ -1,91 +1,158 @@
-"""Builds adapters from the mapping through entry points; the core never imports a concrete adapter."""
+"""The registry: builds adapters from the mapping through entry points, checks their config and
+ports against the roles table, and knows which system plays which role. The core never imports a
+concrete adapter; it asks `Systems` for a role's player."""
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
-from typing import Any, cast
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any
 
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.config import Settings
-from hub.mapping.loader import Located, MappingError, load_located, validate
-from hub.mapping.models import HubMapping
-from hub.ports import (
-    Adapter,
-    AdapterContext,
-    ContactRegistry,
-    DecisionEngine,
-    EventConsumer,
-    ProfileSource,
-)
+from hub.config.checks import check_references
+from hub.config.loader import Loc, Located, MappingError, Problem, load_located, validate
+from hub.config.mapping import HubMapping
+from hub.config.settings import Settings
+from hub.ports import Adapter, AdapterContext, ports_of, tables_of
+from hub.roles import ROLES, Implied
+from hub.store.db import Component
 
 ENTRY_POINT_GROUP = "markiting_hub.adapters"
-HUB_SOURCE = "hub"
+MAPPING_FILE = "hub.yaml"
+ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+log = logging.getLogger(__name__)
 
 
-def adapter_factories() -> dict[str, Any]:
+def adapter_factories() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-@dataclass(slots=True)
-class Systems:
-    mapping: HubMapping
-    adapters: dict[str, Adapter]
-    contact_registry: ContactRegistry
-    decision_engine: DecisionEngine
-    profile_sources: dict[str, ProfileSource] = field(default_factory=dict)
-    consumers: dict[str, EventConsumer] = field(default_factory=dict)
-
-    async def start(self) -> None:
-        for adapter in self.adapters.values():
-            await adapter.start()
-
-    async def close(self) -> None:
-        for adapter in self.adapters.values():
-            await adapter.close()
+def installed_components() -> list[Component]:
+    """The store components of every installed adapter that has tables of its own."""
+    out = []
+    for name, ep in sorted(adapter_factories().items()):
+        component = component_of(name, ep.load())
+        if component is not None:
+            out.append(component)
+    return out
 
 
-def load_mapping(settings: Settings) -> tuple[HubMapping, Located]:
-    located = load_located(settings.mappings_dir / "hub.yaml")
+def component_of(name: str, adapter_class: type) -> Component | None:
+    metadata, migrations = tables_of(adapter_class)
+    if metadata is None or migrations is None:
+        return None
+    return Component(name, metadata, Path(migrations))
+
+
+def load_mapping(mappings_dir: Path) -> tuple[HubMapping, Located]:
+    located = load_located(mappings_dir / MAPPING_FILE)
     mapping = validate(located, HubMapping)
     check_references(mapping, located)
     return mapping, located
 
 
-def check_references(mapping: HubMapping, located: Located) -> None:
-    problems = []
-    names = set(mapping.systems)
-    for role in ("contact_registry", "decision_engine"):
-        if getattr(mapping.roles, role) not in names:
-            problems.append(
-                located.problem(("roles", role), f"no system named {getattr(mapping.roles, role)!r}")
-            )
-    for field_name, order in mapping.survivorship.items():
-        for i, system in enumerate(order):
-            if system not in names:
-                problems.append(
-                    located.problem(("survivorship", field_name, i), f"no system named {system!r}")
-                )
-    seen: set[str] = set()
-    for i, flow in enumerate(mapping.flows):
-        if flow.name in seen:
-            problems.append(located.problem(("flows", i, "name"), f"duplicate flow {flow.name!r}"))
-        seen.add(flow.name)
-        if flow.destination not in names:
-            problems.append(
-                located.problem(("flows", i, "destination"), f"no system named {flow.destination!r}")
-            )
-        if flow.source != HUB_SOURCE and flow.source not in names:
-            problems.append(located.problem(("flows", i, "source"), f"no system named {flow.source!r}"))
-    if problems:
-        raise MappingError(problems)
+def interpolate(value: Any, loc: Loc, located: Located, problems: list[Problem]) -> Any:
+    """`${VAR}` in config strings comes from the environment, so secrets never sit in the mapping."""
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            found = os.environ.get(m.group(1))
+            if found is None:
+                problems.append(located.problem(loc, f"environment variable {m.group(1)} is not set"))
+                return ""
+            return found
+
+        return ENV_VAR.sub(sub, value)
+    if isinstance(value, Mapping):
+        return {k: interpolate(v, (*loc, k), located, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, (*loc, i), located, problems) for i, v in enumerate(value)]
+    return value
+
+
+def validate_config(
+    adapter_class: type, raw: Mapping[str, Any], loc: Loc, located: Located, problems: list[Problem]
+) -> Any:
+    """The adapter's typed config, or None with the problems (file, line, field) added."""
+    data = interpolate(raw, loc, located, problems)
+    model: type[BaseModel] | None = getattr(adapter_class, "Config", None)
+    if model is None:
+        return dict(data)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            # Never echo the input: it may be a secret.
+            path = tuple(p for p in err["loc"] if isinstance(p, (str, int)))
+            problems.append(located.problem((*loc, *path), err["msg"]))
+        return None
+
+
+@dataclass(slots=True)
+class Systems:
+    """The built adapters and who plays which role."""
+
+    mapping: HubMapping
+    adapters: dict[str, Adapter]
+    players: dict[str, list[str]]  # role -> system names, in mapping order
+    classes: dict[str, type] = field(default_factory=dict)
+    start_errors: dict[str, str] = field(default_factory=dict)  # non-essential systems that failed to start
+
+    def system(self, role: str) -> str:
+        """The one system that plays a role (for roles many may play, use `all`)."""
+        names = self.players.get(role, [])
+        if len(names) != 1:
+            raise LookupError(f"role {role!r} is played by {len(names)} systems")
+        return names[0]
+
+    def one(self, role: str) -> Any:
+        return self.adapters[self.system(role)]
+
+    def all(self, role: str) -> dict[str, Any]:
+        return {name: self.adapters[name] for name in self.players.get(role, [])}
+
+    def components(self) -> list[Component]:
+        seen: dict[str, Component] = {}
+        for name, cfg in self.mapping.systems.items():
+            component = component_of(cfg.adapter, self.classes[name])
+            if component is not None:
+                seen[component.name] = component
+        return list(seen.values())
+
+    async def start(self) -> None:
+        for name, adapter in self.adapters.items():
+            try:
+                await adapter.start()
+            except MappingError:
+                raise
+            except Exception as exc:
+                if self.mapping.systems[name].essential:
+                    raise
+                # A system that is down must not keep the hub from serving the others.
+                self.start_errors[name] = f"{type(exc).__name__}: {exc}"
+                log.warning("system %s did not start (%s); serving without it", name, self.start_errors[name])
+
+    async def close(self) -> None:
+        for name, adapter in self.adapters.items():
+            try:
+                await adapter.close()
+            except Exception:
+                log.exception("closing system %s failed", name)
 
 
 def build_systems(mapping: HubMapping, located: Located, settings: Settings, engine: AsyncEngine) -> Systems:
     factories = adapter_factories()
     adapters: dict[str, Adapter] = {}
-    problems = []
+    classes: dict[str, type] = {}
+    problems: list[Problem] = []
     for name, system in mapping.systems.items():
         ep = factories.get(system.adapter)
         if ep is None:
@@ -96,27 +163,71 @@ def build_systems(mapping: HubMapping, located: Located, settings: Settings, eng
                 )
             )
             continue
-        adapters[name] = ep.load()(AdapterContext(name, settings, engine, system.config))
+        adapter_class = ep.load()
+        for port in ports_of(adapter_class):
+            if not _implements(adapter_class, port):
+                problems.append(
+                    located.problem(
+                        ("systems", name, "adapter"),
+                        f"adapter {system.adapter!r} declares {port.__name__} but lacks its methods",
+                    )
+                )
+        config = validate_config(adapter_class, system.config, ("systems", name, "config"), located, problems)
+        if config is None:
+            continue
+        ctx = AdapterContext(
+            system=name,
+            settings=settings,
+            engine=engine,
+            config=config,
+            mappings_dir=Path(located.file).parent,
+            timeout=system.timeout_seconds,
+            log=logging.getLogger(f"hub.system.{name}"),
+        )
+        classes[name] = adapter_class
+        adapters[name] = adapter_class(ctx)
     if problems:
         raise MappingError(problems)
 
-    def role(path: tuple[str | int, ...], system: str, port: type) -> Any:
-        adapter = adapters[system]
-        if not isinstance(adapter, port):
-            problems.append(located.problem(path, f"system {system!r} does not implement {port.__name__}"))
-        return adapter
-
-    registry = role(("roles", "contact_registry"), mapping.roles.contact_registry, ContactRegistry)
-    engine_ = role(("roles", "decision_engine"), mapping.roles.decision_engine, DecisionEngine)
-    consumers = {}
-    for i, flow in enumerate(mapping.flows):
-        consumers[flow.destination] = role(("flows", i, "destination"), flow.destination, EventConsumer)
+    players: dict[str, list[str]] = {}
+    for role in ROLES.values():
+        names = mapping.players(role.name)
+        if role.implied_by is Implied.PROFILE:
+            names += [n for n, cfg in mapping.systems.items() if cfg.profile]
+        elif role.implied_by is Implied.FLOWS:
+            names += [f.destination for f in mapping.flows]
+        names = list(dict.fromkeys(names))
+        for name in names:
+            if role.port not in ports_of(classes[name]):
+                adapter = mapping.systems[name].adapter
+                problems.append(
+                    located.problem(
+                        _where(mapping, role.name, name, role.implied_by),
+                        f"system {name!r} ({adapter}) does not implement {role.port.__name__}, "
+                        f"which {role.name} needs",
+                    )
+                )
+        players[role.name] = names
     if problems:
         raise MappingError(problems)
-    sources: dict[str, ProfileSource] = {
-        n: cast(ProfileSource, a)
-        for n, a in adapters.items()
-        if isinstance(a, ProfileSource) and mapping.systems[n].profile
-    }
-    return Systems(mapping, adapters, registry, engine_, sources, consumers)
+    return Systems(mapping, adapters, players, classes)
 
+
+def _implements(adapter_class: type, port: type) -> bool:
+    methods = [m for m in vars(port) if not m.startswith("_") and callable(getattr(port, m, None))]
+    return all(callable(getattr(adapter_class, m, None)) for m in methods)
+
+
+def _where(mapping: HubMapping, role: str, system: str, implied: Implied | None) -> Loc:
+    if role in mapping.roles:
+        named = mapping.roles[role]
+        return (
+            ("roles", role, named.index(system))
+            if isinstance(named, list) and system in named
+            else ("roles", role)
+        )
+    if implied is Implied.FLOWS:
+        for i, flow in enumerate(mapping.flows):
+            if flow.destination == system:
+                return ("flows", i, "destination")
+    return ("systems", system, "profile")

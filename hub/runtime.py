@@ -1,4 +1,5 @@
-"""The hub process: wires store, bus, adapters and use cases together, starts and stops them."""
+"""The composition root: builds the hub's parts from settings and the mapping, wires them, starts and
+stops them, and swaps in a new mapping on reload. It decides nothing of its own."""
 
 from __future__ import annotations
 
@@ -6,25 +7,51 @@ import asyncio
 import io
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
 
-from hub.bus import create_bus
-from hub.bus.base import BusError, Handler, Route
-from hub.config import Settings
-from hub.core import changes
-from hub.core.consumer import IdempotentConsumer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.config.loader import Located, MappingError
+from hub.config.mapping import Flow, FlowMode, HubMapping
+from hub.config.settings import Settings
 from hub.core.contacts import ContactService
+from hub.core.decisions import Decisions
 from hub.core.events import EventService
-from hub.core.feed import NbaFeed
-from hub.core.outbox import Outbox, OutboxRelay
-from hub.core.scheduler import Scheduler
+from hub.core.translate import Translator
 from hub.core.view import ProfileCache, ViewAssembler
-from hub.events import CloudEvent
-from hub.mapping.models import Flow, FlowMode
-from hub.registry import build_systems, load_mapping
+from hub.events import CUSTOMER_CHANGED, CloudEvent
+from hub.messaging import changes
+from hub.messaging.bus import create_bus
+from hub.messaging.bus.base import Bus, BusError, Handler, Route
+from hub.messaging.consumer import IdempotentConsumer
+from hub.messaging.feed import NbaFeed
+from hub.messaging.outbox import Outbox, OutboxRelay
+from hub.messaging.reactions import ChangeReactions
+from hub.messaging.scheduler import Scheduler
+from hub.registry import Systems, build_systems, load_mapping
+from hub.roles import CONTACT_REGISTRY, DECISION_ENGINE, EVENT_DESTINATION, PROFILE_SOURCE
 from hub.store.db import create_engine, migrate
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Wiring:
+    """Everything built from one mapping. A request takes the wiring current when it starts and
+    finishes on it; a reload builds a new one and swaps it in whole."""
+
+    mapping: HubMapping
+    located: Located
+    systems: Systems
+    translator: Translator
+    decisions: Decisions
+    contacts: ContactService
+    views: ViewAssembler
+    events: EventService
+    phone_region: str | None
+    version: int
 
 
 class Hub:
@@ -34,53 +61,114 @@ class Hub:
         self.instance = f"{self.settings.source}/process/{uuid.uuid4().hex[:12]}"
         self._inflight = 0
         self._started = False
+        self._reload_lock = asyncio.Lock()
+        self._retired: set[asyncio.Task[None]] = set()
         self.close_overruns: list[str] = []  # close steps that missed their deadline, with the task stacks
+        self.reloads = 0
+        self.last_reload_error: str | None = None
+
+    # --- the current wiring, for callers that do not hold one ------------------------------------
+
+    @property
+    def mapping(self) -> HubMapping:
+        return self.wiring.mapping
+
+    @property
+    def systems(self) -> Systems:
+        return self.wiring.systems
+
+    @property
+    def views(self) -> ViewAssembler:
+        return self.wiring.views
+
+    @property
+    def contacts(self) -> ContactService:
+        return self.wiring.contacts
+
+    @property
+    def events(self) -> EventService:
+        return self.wiring.events
+
+    @property
+    def decisions(self) -> Decisions:
+        return self.wiring.decisions
+
+    @property
+    def phone_region(self) -> str | None:
+        return self.wiring.phone_region
+
+    # --- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self, *, consume: bool = True) -> None:
         s = self.settings
-        self.mapping, self.located = load_mapping(s)
-        self.engine = create_engine(s.database_url)
-        await migrate(self.engine)
-        self.systems = build_systems(self.mapping, self.located, s, self.engine)
-        await self.systems.start()
-        self.bus = create_bus(s, self.engine)
+        mapping, located = load_mapping(s.mappings_dir)
+        self.engine: AsyncEngine = create_engine(s.database_url)
+        systems = build_systems(mapping, located, s, self.engine)
+        await migrate(self.engine, systems.components())
+        await systems.start()
+        self.bus: Bus = create_bus(s, self.engine)
         await self.bus.start()
-        await self.bus.declare([Route(f.queue, tuple(f.events)) for f in self.mapping.flows])
-
+        await self.bus.declare(_routes(mapping.flows))
         self.cache = ProfileCache(s.cache_ttl_seconds, s.cache_max_entries)
         self.feed = NbaFeed()
-        self.outbox = Outbox([*(p for f in self.mapping.flows for p in f.events), changes.CUSTOMER_CHANGED])
-        self.phone_region = self.mapping.identity.default_phone_region or s.default_phone_region
+        self.outbox = Outbox(_patterns(mapping.flows))
         self.relay = OutboxRelay(self.engine, self.bus, batch=s.relay_batch, idle=s.relay_idle_seconds)
-        self.views = ViewAssembler(self.engine, self.mapping, self.systems.profile_sources, self.cache)
-        self.decisions = self.systems.decision_engine
-        registry_system = self.mapping.roles.contact_registry
-        self.contacts = ContactService(
+        self.reactions = ChangeReactions(
+            self.instance,
+            lambda: self.wiring.systems.system(DECISION_ENGINE),
+            self.cache.invalidate,
+            self.feed.notify,
+            self.relay.wake,
+        )
+        self.wiring = self._wire(mapping, located, systems, version=1)
+        self.scheduler = Scheduler(self.engine, self.bus, mapping.flows, self.handler_for)
+        await self.bus.broadcast([CUSTOMER_CHANGED], self.reactions.heard)
+        self.relay.start()
+        self._consume = consume
+        self._consuming: set[str] = set()
+        if consume:
+            await self._consume_realtime(mapping.flows)
+            self.scheduler.start()
+        self._started = True
+
+    def _wire(self, mapping: HubMapping, located: Located, systems: Systems, version: int) -> Wiring:
+        s = self.settings
+        translator = Translator(mapping)
+        decision_system = systems.system(DECISION_ENGINE)
+        decisions = Decisions(
+            decision_system, systems.one(DECISION_ENGINE), mapping.systems[decision_system].timeout_seconds
+        )
+        contacts = ContactService(
             self.engine,
-            self.systems.contact_registry,
+            systems.system(CONTACT_REGISTRY),
+            systems.one(CONTACT_REGISTRY),
             self.outbox,
             s.source,
-            self._committed,
-            lambda ids: changes.changed(self.instance, registry_system, ids),
+            self.reactions.committed,
+            partial(changes.changed, self.instance),
         )
-        self.events = EventService(
+        views = ViewAssembler(
+            self.engine, mapping, systems.all(PROFILE_SOURCE), self.cache, translator, contacts
+        )
+        events = EventService(
             self.engine,
-            self.contacts,
-            self.decisions,
+            contacts,
+            decisions,
             self.outbox,
             s.source,
             s.max_events_per_call,
-            self._committed,
+            self.reactions.committed,
         )
-        self.scheduler = Scheduler(self.engine, self.bus, self.mapping.flows, self.handler_for)
-        await self.bus.broadcast([changes.CUSTOMER_CHANGED], self._changed_elsewhere)
-        self.relay.start()
-        if consume:
-            for flow in self.mapping.flows:
-                if flow.mode is FlowMode.REALTIME:
-                    await self.bus.consume(flow.queue, self.handler_for(flow))
-            self.scheduler.start()
-        self._started = True
+        region = mapping.identity.default_phone_region or s.default_phone_region
+        return Wiring(
+            mapping, located, systems, translator, decisions, contacts, views, events, region, version
+        )
+
+    async def _consume_realtime(self, flows: Iterable[Flow]) -> None:
+        for flow in flows:
+            if flow.mode is FlowMode.REALTIME and flow.queue not in self._consuming:
+                await self.bus.consume(flow.queue, self.handler_for(flow))
+                self._consuming.add(flow.queue)
 
     async def close(self, step_timeout: float = 15.0) -> None:
         """Stop in order: no new batch runs, no more publishing, no more consuming, then the store.
@@ -89,11 +177,13 @@ class Hub:
         if not self._started:
             return
         self._started = False
+        for task in list(self._retired):
+            task.cancel()
         steps = (
             ("scheduler", self.scheduler.stop),
             ("outbox relay", self.relay.stop),
             ("bus", self.bus.close),
-            ("adapters", self.systems.close),
+            ("adapters", self.wiring.systems.close),
             ("store", self.engine.dispose),
         )
         for name, stop in steps:
@@ -111,6 +201,62 @@ class Hub:
             elif task.exception() is not None:
                 log.error("closing the %s failed", name, exc_info=task.exception())
 
+    # --- reload ------------------------------------------------------------------------------------
+
+    async def reload(self, grace: float | None = None) -> bool:
+        """Load the mapping again. A valid one replaces the current wiring at once (requests in flight
+        finish on the one they started with; the old adapters close after `grace` seconds); an invalid
+        one is rejected with its errors, logged, and the current one keeps serving."""
+        async with self._reload_lock:
+            old = self.wiring
+            try:
+                mapping, located = load_mapping(self.settings.mappings_dir)
+                systems = build_systems(mapping, located, self.settings, self.engine)
+                await migrate(self.engine, systems.components())
+                await systems.start()
+            except MappingError as exc:
+                self.last_reload_error = str(exc)
+                log.error("mapping reload rejected; still serving version %d:\n%s", old.version, exc)
+                return False
+            new = self._wire(mapping, located, systems, version=old.version + 1)
+            added = [f for f in mapping.flows if f not in old.mapping.flows]
+            if added:
+                await self.bus.declare(_routes(added))
+                self.outbox.patterns = _patterns(mapping.flows)
+            self.wiring = new
+            self.scheduler.flows = mapping.flows
+            if self._consume:
+                await self._apply_flow_changes(old.mapping.flows, mapping.flows)
+            self.cache.clear()  # field maps may have changed: nothing read under the old ones is served
+            self.reloads += 1
+            self.last_reload_error = None
+            log.info(
+                "mapping reloaded: version %d (%d systems, %d flows)",
+                new.version,
+                len(mapping.systems),
+                len(mapping.flows),
+            )
+            retire = asyncio.create_task(
+                self._retire(old.systems, self.settings.reload_grace_seconds if grace is None else grace)
+            )
+            self._retired.add(retire)
+            retire.add_done_callback(self._retired.discard)
+            return True
+
+    async def _apply_flow_changes(self, before: list[Flow], after: list[Flow]) -> None:
+        realtime = {f.queue for f in after if f.mode is FlowMode.REALTIME}
+        for queue in list(self._consuming):
+            if queue not in realtime:  # removed, or now a batch flow: its queue keeps what arrives
+                await self.bus.cancel(queue)
+                self._consuming.discard(queue)
+        await self._consume_realtime(after)
+
+    async def _retire(self, systems: Systems, grace: float) -> None:
+        await asyncio.sleep(grace)
+        await systems.close()
+
+    # --- consuming ---------------------------------------------------------------------------------
+
     def flow(self, name: str) -> Flow:
         for f in self.mapping.flows:
             if f.name == name:
@@ -118,17 +264,21 @@ class Hub:
         raise KeyError(f"no flow named {name!r}")
 
     def handler_for(self, flow: Flow) -> Handler:
-        # Idempotency is per destination system: two flows into one system apply an event once.
-        consumer = IdempotentConsumer(
-            flow.destination,
-            self.systems.consumers[flow.destination],
-            self.engine,
-            self.outbox,
-            self.instance,
-            self._applied,
-        )
+        """The bus handler for a flow: idempotent per destination system (two flows into one system
+        apply an event once), applied by the destination of the wiring current at delivery."""
 
         async def handle(event: CloudEvent) -> None:
+            wiring = self.wiring
+            current = next((f for f in wiring.mapping.flows if f.name == flow.name), flow)
+            destination = wiring.systems.all(EVENT_DESTINATION)[current.destination]
+            consumer = IdempotentConsumer(
+                current.destination,
+                destination,
+                self.engine,
+                self.outbox,
+                self.instance,
+                self.reactions.committed,
+            )
             self._inflight += 1
             try:
                 await consumer(event)
@@ -136,28 +286,6 @@ class Hub:
                 self._inflight -= 1
 
         return handle
-
-    def _committed(self, customer_ids: Sequence[str]) -> None:
-        """A use case committed: clear the registry's cached reads and wake the relay."""
-        self.cache.invalidate(customer_ids, [self.mapping.roles.contact_registry])
-        self.relay.wake()
-
-    def _applied(self, destination: str, customer_ids: Iterable[str]) -> None:
-        """This process applied an event: react now, and wake the relay for the announcement."""
-        ids = list(customer_ids)
-        self.cache.invalidate(ids, [destination])
-        if destination == self.mapping.roles.decision_engine:
-            self.feed.notify(ids)
-        self.relay.wake()
-
-    async def _changed_elsewhere(self, event: CloudEvent) -> None:
-        """Another hub process changed customers' data: clear what this one cached, push NBAs."""
-        if event.source == self.instance:
-            return  # reacted already, at commit
-        system, ids = changes.read_changed(event)
-        self.cache.invalidate(ids, [system])
-        if system == self.mapping.roles.decision_engine:
-            self.feed.notify(ids)
 
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait until every accepted event is published and the realtime queues are empty (tests, demo)."""
@@ -180,8 +308,19 @@ class Hub:
             await asyncio.sleep(0.02)
 
 
+def _routes(flows: Iterable[Flow]) -> list[Route]:
+    return [Route(f.queue, tuple(f.events)) for f in flows]
+
+
+def _patterns(flows: Iterable[Flow]) -> list[str]:
+    return [*(p for f in flows for p in f.events), CUSTOMER_CHANGED]
+
+
 def _task_stacks() -> str:
     out = io.StringIO()
     for task in asyncio.all_tasks():
         task.print_stack(limit=12, file=out)
     return out.getvalue()
+
+
+__all__ = ["Hub", "Wiring"]

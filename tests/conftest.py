@@ -86,10 +86,11 @@ def sqlite_url(tmp_path) -> str:
 @pytest.fixture
 async def store_engine(sqlite_url):
     """A migrated SQLite store: the hub's tables and the built-in systems'."""
+    from hub.registry import installed_components
     from hub.store.db import create_engine, migrate
 
     engine = create_engine(sqlite_url)
-    await migrate(engine)
+    await migrate(engine, installed_components())
     yield engine
     await engine.dispose()
 

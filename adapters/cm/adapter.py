@@ -1,7 +1,7 @@
 """BuiltinCM: the built-in campaign-management system on the hub's own store.
 
-Ports: ProfileSource (segments, offerHistory, attributes), DecisionEngine (offers, decide) and
-EventConsumer (contact events, customer.created / customer.updated).
+Ports: ProfileSource (segments, offerHistory, attributes; read by golden id), DecisionEngine (offers,
+decide in batches) and EventConsumer (contact events, customer.created / customer.updated).
 
 Concurrency: `consume` runs in the caller's transaction and never commits. A profile row is written
 with optimistic concurrency (UPDATE ... WHERE version = :old; INSERT ... ON CONFLICT DO NOTHING when
@@ -13,49 +13,58 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.bus.base import PermanentError
-from hub.core.model import (
-    CUSTOMER_CREATED,
-    EVENT_KINDS,
-    Channel,
+from hub.ports import (
+    AdapterConfig,
+    AdapterContext,
+    CloudEvent,
     ContactEvent,
     ContactEventType,
+    DecisionEngine,
+    DecisionRequest,
+    EventConsumer,
+    Health,
+    MalformedEvent,
     NextBestAction,
     Offer,
+    PermanentError,
+    ProfileSource,
     PropositionResponse,
+    Record,
+    Tx,
+    dialect_insert,
+    read_contact_event,
+    utcnow,
 )
-from hub.events import CloudEvent, utcnow
-from hub.ports import AdapterContext, Health, Profile, Tx
-from hub.store.db import dialect_insert
 from hub_adapters.cm import policy
 from hub_adapters.cm.catalog import Catalog, load_catalog
 from hub_adapters.cm.policy import CustomerState
-from hub_adapters.cm.tables import cm_offer_learning, cm_profiles
+from hub_adapters.cm.tables import MIGRATIONS, cm_offer_learning, cm_profiles, metadata
 
+CONTACT_EVENT_TYPES = frozenset(
+    {"contact.proposition.shown", "contact.response", "contact.interest.shown", "contact.banner.click"}
+)
+CUSTOMER_CREATED = "customer.created"
 CUSTOMER_UPDATED = "customer.updated"
 CUSTOMER_EVENTS = frozenset({CUSTOMER_CREATED, CUSTOMER_UPDATED})
 MAX_CUSTOMER_ID = 40
-MAX_OFFER_ID = 80
 
 
 class ConcurrentUpdate(RuntimeError):
     """Another process changed the customer's CM profile first: roll back and retry the event."""
 
 
-class CMConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    offers: str = "cm/offers.yaml"  # relative to settings.mappings_dir
+class CMConfig(AdapterConfig):
+    offers: str = "cm/offers.yaml"  # relative to the mapping's folder
     segments: str = "cm/segments.yaml"
     learning_ttl_seconds: float = Field(1.0, ge=0)
 
@@ -63,15 +72,23 @@ class CMConfig(BaseModel):
 class BuiltinCM:
     """The built-in CM adapter (entry point `builtin-cm`)."""
 
+    ports: ClassVar[tuple[type, ...]] = (ProfileSource, DecisionEngine, EventConsumer)
+    Config = CMConfig
+    metadata = metadata
+    migrations = MIGRATIONS
+
     def __init__(self, ctx: AdapterContext, *, clock: Callable[[], datetime] = utcnow):
         self.system = ctx.system
         self._ctx = ctx
         self._engine = ctx.engine
         self._clock = clock
-        try:
-            self.config = CMConfig.model_validate(dict(ctx.config))
-        except ValidationError as exc:
-            raise ValueError(f"system {ctx.system!r}: invalid CM config: {exc}") from None
+        if isinstance(ctx.config, CMConfig):
+            self.config = ctx.config
+        else:
+            try:
+                self.config = CMConfig.model_validate(dict(ctx.config or {}))
+            except ValidationError as exc:
+                raise ValueError(f"system {ctx.system!r}: invalid CM config: {exc}") from None
         self._catalog: Catalog | None = None
         self._learning: dict[str, tuple[int, int]] = {}
         self._learning_at: float | None = None
@@ -80,10 +97,14 @@ class BuiltinCM:
 
     async def start(self) -> None:
         """Load and validate the catalog; a broken file raises MappingError (file:line: field: ...)."""
-        base = Path(self._ctx.settings.mappings_dir)
-        # Small files, read once at start-up: not worth a thread.
-        self._catalog = load_catalog(base, self.config.offers, self.config.segments)
+        self._catalog = await self.lint()
         self._learning_at = None
+
+    async def lint(self) -> Catalog:
+        """The catalog files, validated (`hub mappings validate` calls this too)."""
+        # Small files, read at start and on reload: not worth a thread.
+        base = Path(self._ctx.mappings_dir or self._ctx.settings.mappings_dir)
+        return load_catalog(base, self.config.offers, self.config.segments)
 
     async def check(self) -> Health:
         if self._catalog is None:
@@ -109,8 +130,8 @@ class BuiltinCM:
 
     # --- ProfileSource ---------------------------------------------------------------------------
 
-    async def fetch(self, customer_ids: Sequence[str]) -> dict[str, Profile]:
-        ids = list(dict.fromkeys(customer_ids))
+    async def fetch(self, keys: Sequence[str]) -> Mapping[str, Record]:
+        ids = list(dict.fromkeys(keys))
         if not ids:
             return {}
         catalog = self.catalog
@@ -120,7 +141,7 @@ class BuiltinCM:
                 select(cm_profiles.c.customer_id, cm_profiles.c.state, cm_profiles.c.version)
                 .where(cm_profiles.c.customer_id.in_(ids))
             )).all()
-        out: dict[str, Profile] = {}
+        out: dict[str, Record] = {}
         for customer_id, raw, version in rows:
             state = CustomerState.from_dict(raw)
             state.version = version
@@ -138,21 +159,25 @@ class BuiltinCM:
         return [Offer(o.id, o.title, tuple(o.topics), tuple(o.channels)) for o in self.catalog.offers]
 
     async def decide(
-        self,
-        customer_id: str,
-        channel: Channel | None,
-        limit: int,
-        pending: Sequence[ContactEvent] = (),
-    ) -> list[NextBestAction]:
+        self, requests: Sequence[DecisionRequest], pending: Sequence[ContactEvent] = ()
+    ) -> list[list[NextBestAction]]:
+        if not requests:
+            return []
         catalog = self.catalog
         now = self._clock()
+        ids = list(dict.fromkeys(r.customer_id for r in requests))
         async with self._engine.connect() as conn:
-            state, _ = await self._read(conn, customer_id)
+            states = await self._read_many(conn, ids)
             learning = await self._learning_snapshot(conn)
         for event in pending:  # in memory only: the answer reflects events CM has not consumed yet
-            if event.customer_id == customer_id:
-                state = policy.apply_event(state, _normalise(event), now, catalog)
-        return policy.rank(state, catalog, channel, now, learning, limit, customer_id)
+            if event.customer_id in states:
+                states[event.customer_id] = policy.apply_event(
+                    states[event.customer_id], _normalise(event), now, catalog
+                )
+        return [
+            policy.rank(states[r.customer_id], catalog, r.channel, now, learning, r.limit, r.customer_id)
+            for r in requests
+        ]
 
     async def _learning_snapshot(self, conn: AsyncConnection) -> dict[str, tuple[int, int]]:
         ttl = self.config.learning_ttl_seconds
@@ -170,7 +195,7 @@ class BuiltinCM:
     async def consume(self, tx: Tx, event: CloudEvent) -> set[str]:
         catalog = self.catalog
         now = self._clock()
-        if event.type in EVENT_KINDS:
+        if event.type in CONTACT_EVENT_TYPES:
             contact = _read_contact_event(event)
             state, version = await self._locked(tx, contact.customer_id, now)
             new = policy.apply_event(state, contact, now, catalog)
@@ -203,15 +228,17 @@ class BuiltinCM:
         state.version = row.version  # the row's version is the truth
         return state, row.version
 
-    async def _read(self, conn: AsyncConnection, customer_id: str) -> tuple[CustomerState, int | None]:
-        row = (await conn.execute(
-            select(cm_profiles.c.state, cm_profiles.c.version).where(cm_profiles.c.customer_id == customer_id)
-        )).first()
-        if row is None:
-            return CustomerState(), None
-        state = CustomerState.from_dict(row.state)
-        state.version = row.version  # the row's version is the truth
-        return state, row.version
+    async def _read_many(self, conn: AsyncConnection, ids: list[str]) -> dict[str, CustomerState]:
+        rows = (await conn.execute(
+            select(cm_profiles.c.customer_id, cm_profiles.c.state, cm_profiles.c.version)
+            .where(cm_profiles.c.customer_id.in_(ids))
+        )).all()
+        states = {cid: CustomerState() for cid in ids}
+        for row in rows:
+            state = CustomerState.from_dict(row.state)
+            state.version = row.version  # the row's version is the truth
+            states[row.customer_id] = state
+        return states
 
     async def _write(self, tx: Tx, customer_id: str, state: CustomerState, old_version: int,
                      now: datetime) -> None:
@@ -257,30 +284,9 @@ def _normalise(event: ContactEvent) -> ContactEvent:
 
 def _read_contact_event(event: CloudEvent) -> ContactEvent:
     try:
-        contact = ContactEvent.from_data(event.id, event.data)
-    except KeyError as exc:
-        raise PermanentError(f"{event.type} {event.id}: data lacks {exc.args[0]!r}") from exc
-    except (TypeError, ValueError) as exc:
-        raise PermanentError(f"{event.type} {event.id}: unreadable data: {exc}") from exc
-    expected = EVENT_KINDS[event.type]
-    if contact.type is not expected:
-        raise PermanentError(
-            f"{event.type} {event.id}: data.eventType {contact.type.value} does not match"
-            f" (expected {expected})"
-        )
-    if not contact.customer_id or len(contact.customer_id) > MAX_CUSTOMER_ID:
-        raise PermanentError(f"{event.type} {event.id}: customerId must be 1-{MAX_CUSTOMER_ID} characters")
-    if contact.offer_id is not None and (not isinstance(contact.offer_id, str)
-                                         or not contact.offer_id or len(contact.offer_id) > MAX_OFFER_ID):
-        raise PermanentError(
-            f"{event.type} {event.id}: offerId must be a string of 1-{MAX_OFFER_ID} characters"
-        )
-    if contact.type is ContactEventType.PROPOSITION_SHOWN and not contact.offer_id:
-        raise PermanentError(f"{event.type} {event.id}: a proposition shown needs an offerId")
-    if contact.type is ContactEventType.PROPOSITION_RESPONSE and not (contact.offer_id and contact.response):
-        raise PermanentError(f"{event.type} {event.id}: a response needs an offerId and a response")
-    if contact.topic is not None and not isinstance(contact.topic, str):
-        raise PermanentError(f"{event.type} {event.id}: topic must be a string")
+        contact = read_contact_event(event)
+    except MalformedEvent as exc:
+        raise PermanentError(str(exc)) from exc
     return _normalise(contact)
 
 

@@ -2,7 +2,7 @@
 
 `mappings/cm/offers.yaml` holds `offers: [...]`, `mappings/cm/segments.yaml` holds `segments: [...]`.
 Every problem - a pydantic error or a cross-check (duplicate id, unknown segment reference) - is
-reported as `file:line: field: message` through `hub.mapping.loader.MappingError`.
+reported as `file:line: field: message` through `hub.config.loader.MappingError`.
 
 Segment rules (`when`) are a tree:
 
@@ -24,8 +24,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from hub.core.model import Channel, ContactEventType
-from hub.mapping.loader import Located, MappingError, Problem, load_located, validate
+from hub.ports import Channel, ContactEventType, Located, MappingError, Problem, load_located, validate
 
 ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # The longest window a counter is kept for, whatever the catalog uses (the floor; a catalog with a
@@ -141,7 +140,7 @@ def _rule_kind(value: Any) -> str | None:
     return None
 
 
-# Tags carry "(...)" so hub.mapping.loader drops them from error paths: errors point at YAML keys.
+# Tags carry "(...)" so hub.config.loader drops them from error paths: errors point at YAML keys.
 Rule = Annotated[
     Annotated[AllRule, Tag("rule(all)")]
     | Annotated[AnyRule, Tag("rule(any)")]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hub.core.model import (
+from hub.model import (
     Channel,
     ContactEvent,
     ContactEventType,

@@ -1,10 +1,15 @@
-"""The built-in CM's own tables, on the hub's MetaData (one Alembic history for the one-process hub)."""
+"""The built-in CM's own tables, on a MetaData of its own with its own migrations (migrations/)."""
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, Column, Integer, String, Table
+from pathlib import Path
 
-from hub.store.tables import UTCDateTime, metadata
+from sqlalchemy import JSON, BigInteger, Column, Integer, MetaData, String, Table
+
+from hub.ports import UTCDateTime
+
+metadata = MetaData()
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 # One row per customer CM knows: the policy state (hub_adapters.cm.policy.CustomerState as JSON) and
 # a version for optimistic concurrency between hub processes.

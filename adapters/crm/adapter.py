@@ -1,25 +1,35 @@
-"""The built-in CRM: customer master data and the contact registry, in the hub's store."""
+"""The built-in CRM: customer master data, and its log of the contacts the hub registers with it.
+
+It shares the hub's golden ids, so the mapping reads it by `key: id`."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from sqlalchemy import select
 
-from hub.core.model import Channel, Contact
-from hub.events import utcnow
-from hub.ports import AdapterContext, Health, Profile, Tx
+from hub.ports import (
+    AdapterContext,
+    Contact,
+    ContactRegistry,
+    CustomerFacts,
+    Health,
+    ProfileSource,
+    Record,
+    Tx,
+    utcnow,
+)
 
-from .tables import crm_contacts, crm_customers
-
-# How many recent contacts the profile carries per customer.
-RECENT_CONTACTS = 20
+from .tables import MIGRATIONS, crm_contacts, crm_customers, metadata
 
 
 class BuiltinCRM:
-    """Ports: ProfileSource, ContactRegistry."""
+    """Entry point `builtin-crm`."""
+
+    ports: ClassVar[tuple[type, ...]] = (ProfileSource, ContactRegistry)
+    metadata = metadata
+    migrations = MIGRATIONS
 
     def __init__(self, ctx: AdapterContext):
         self.system = ctx.system
@@ -37,72 +47,56 @@ class BuiltinCRM:
         return Health(True, "store reachable")
 
     # ProfileSource
-    async def fetch(self, customer_ids: Sequence[str]) -> dict[str, Profile]:
-        ids = list(dict.fromkeys(customer_ids))
+    async def fetch(self, keys: Sequence[str]) -> Mapping[str, Record]:
+        ids = list(dict.fromkeys(keys))
         if not ids:
             return {}
         async with self._engine.connect() as conn:
             rows = (await conn.execute(select(crm_customers).where(crm_customers.c.id.in_(ids)))).all()
-            contact_rows = (
-                await conn.execute(
-                    select(crm_contacts)
-                    .where(crm_contacts.c.customer_id.in_(ids))
-                    .order_by(crm_contacts.c.started_at.desc())
-                )
-            ).all()
-        contacts: dict[str, list[Contact]] = defaultdict(list)
-        for r in contact_rows:
-            if len(contacts[r.customer_id]) < RECENT_CONTACTS:
-                contacts[r.customer_id].append(_contact(r))
         return {
             r.id: {
                 "name": r.name,
                 "emails": list(r.emails),
                 "phones": list(r.phones),
                 "attributes": dict(r.attributes),
-                "contacts": contacts.get(r.id, []),
+                "updatedAt": r.updated_at.isoformat(),
             }
             for r in rows
         }
 
     # ContactRegistry
-    async def upsert_customer(
-        self,
-        tx: Tx,
-        customer_id: str,
-        name: str | None,
-        emails: Sequence[str],
-        phones: Sequence[str],
-        attributes: dict[str, Any] | None = None,
-    ) -> None:
+    async def upsert_customer(self, tx: Tx, facts: CustomerFacts) -> str | None:
         now = utcnow()
         row = (
-            await tx.execute(select(crm_customers).where(crm_customers.c.id == customer_id).with_for_update())
+            await tx.execute(
+                select(crm_customers).where(crm_customers.c.id == facts.customer_id).with_for_update()
+            )
         ).first()
         if row is None:
             await tx.execute(
                 crm_customers.insert().values(
-                    id=customer_id,
-                    name=name,
-                    emails=list(dict.fromkeys(emails)),
-                    phones=list(dict.fromkeys(phones)),
-                    attributes=attributes or {},
+                    id=facts.customer_id,
+                    name=facts.name,
+                    emails=list(dict.fromkeys(facts.emails)),
+                    phones=list(dict.fromkeys(facts.phones)),
+                    attributes=dict(facts.attributes),
                     created_at=now,
                     updated_at=now,
                 )
             )
-            return
+            return None
         await tx.execute(
             crm_customers.update()
-            .where(crm_customers.c.id == customer_id)
+            .where(crm_customers.c.id == facts.customer_id)
             .values(
-                name=name or row.name,
-                emails=list(dict.fromkeys([*row.emails, *emails])),
-                phones=list(dict.fromkeys([*row.phones, *phones])),
-                attributes={**row.attributes, **(attributes or {})},
+                name=facts.name or row.name,
+                emails=list(dict.fromkeys([*row.emails, *facts.emails])),
+                phones=list(dict.fromkeys([*row.phones, *facts.phones])),
+                attributes={**row.attributes, **facts.attributes},
                 updated_at=now,
             )
         )
+        return None  # the built-in CRM shares the hub's golden ids: no key of its own to link
 
     async def register_contact(self, tx: Tx, contact: Contact) -> None:
         await tx.execute(
@@ -114,30 +108,9 @@ class BuiltinCRM:
             )
         )
 
-    async def end_contact(self, tx: Tx, contact_id: str, outcome: str | None) -> Contact | None:
+    async def end_contact(self, tx: Tx, contact: Contact) -> None:
         await tx.execute(
             crm_contacts.update()
-            .where(crm_contacts.c.id == contact_id, crm_contacts.c.ended_at.is_(None))
-            .values(ended_at=utcnow(), outcome=outcome)
+            .where(crm_contacts.c.id == contact.id)
+            .values(ended_at=contact.ended_at, outcome=contact.outcome)
         )
-        return await self.get_contact(tx, contact_id)
-
-    async def get_contact(self, tx: Tx | None, contact_id: str) -> Contact | None:
-        stmt = select(crm_contacts).where(crm_contacts.c.id == contact_id)
-        if tx is not None:
-            row = (await tx.execute(stmt)).first()
-        else:
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(stmt)).first()
-        return _contact(row) if row else None
-
-
-def _contact(r: Any) -> Contact:
-    return Contact(
-        id=r.id,
-        customer_id=r.customer_id,
-        channel=Channel(r.channel),
-        started_at=r.started_at,
-        ended_at=r.ended_at,
-        outcome=r.outcome,
-    )

@@ -1,8 +1,13 @@
-"""The built-in CRM's own tables (separable from the hub's: prefix crm_)."""
+"""The built-in CRM's own tables, on a MetaData of its own with its own migrations (migrations/)."""
 
-from sqlalchemy import JSON, Column, String, Table
+from pathlib import Path
 
-from hub.store.tables import UTCDateTime, metadata
+from sqlalchemy import JSON, Column, MetaData, String, Table
+
+from hub.ports import UTCDateTime
+
+metadata = MetaData()
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 crm_customers = Table(
     "crm_customers",
@@ -16,6 +21,7 @@ crm_customers = Table(
     Column("updated_at", UTCDateTime(), nullable=False),
 )
 
+# The CRM's log of the contacts it was told about (the hub owns the contacts themselves).
 crm_contacts = Table(
     "crm_contacts",
     metadata,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,7 +20,22 @@ from strawberry.types import ExecutionResult
 from hub.api.context import Context
 from hub.api.schema import build_schema, ensure_code
 from hub.config import Settings
+from hub.config.watch import MappingWatcher
+from hub.ports import Health
 from hub.runtime import Hub
+
+HEALTH_TIMEOUT = 5.0
+
+
+async def _health(adapter: Any) -> Health:
+    """A system's health, bounded: a hanging system is reported down, not waited for."""
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT):
+            return await adapter.check()
+    except TimeoutError:
+        return Health(False, f"no answer within {HEALTH_TIMEOUT:g}s")
+    except Exception as exc:
+        return Health(False, type(exc).__name__)
 
 
 class HubGraphQL(GraphQL[Context, None]):
@@ -47,27 +64,38 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
     graphql = HubGraphQL(hub)
 
     async def healthz(_: Request) -> JSONResponse:
+        systems = hub.systems
+        names = list(systems.adapters)
+        results = await asyncio.gather(*(_health(systems.adapters[n]) for n in names))
         checks = {}
-        for name, adapter in hub.systems.adapters.items():
-            try:
-                health = await adapter.check()
-                checks[name] = {"ok": health.ok, "detail": health.detail}
-            except Exception as exc:
-                checks[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
-        ok = all(c["ok"] for c in checks.values())
-        return JSONResponse({"ok": ok, "systems": checks}, status_code=200 if ok else 503)
+        for name, health in zip(names, results, strict=True):
+            essential = systems.mapping.systems[name].essential
+            checks[name] = {"ok": health.ok, "detail": health.detail, "essential": essential}
+        # The hub serves while non-essential systems are down (partial data): it is healthy unless an
+        # essential one is; `degraded` tells operators that some answers are partial.
+        ok = all(c["ok"] for c in checks.values() if c["essential"])
+        degraded = not all(c["ok"] for c in checks.values())
+        body = {"ok": ok, "degraded": degraded, "mappingVersion": hub.wiring.version, "systems": checks}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        watcher = None
         if owned:
             await hub.start()
             if hub.settings.demo:
                 from hub.demo import load_demo
 
                 await load_demo(hub)
+            watcher = MappingWatcher(
+                hub.reload, hub.settings.mappings_dir, on_change=hub.settings.reload_on_change
+            )
+            watcher.start()
         try:
             yield
         finally:
+            if watcher is not None:
+                await watcher.stop()
             if owned:
                 await hub.close()
 

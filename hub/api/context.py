@@ -1,8 +1,8 @@
-"""Per-request context: the hub and the DataLoaders that batch reads within one request."""
+"""Per-request context: the wiring the request started on, and the DataLoaders that batch its reads."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -11,12 +11,13 @@ from strawberry.dataloader import DataLoader
 from strawberry.extensions import SchemaExtension
 
 from hub.core.errors import BadInput, SystemUnavailable
-from hub.core.model import CustomerView
+from hub.model import CustomerView, DecisionRequest, NextBestAction
 
 if TYPE_CHECKING:
-    from hub.runtime import Hub
+    from hub.runtime import Hub, Wiring
 
 MAX_NBA_LIMIT = 20
+SYSTEM_DATA_INVALID = "SYSTEM_DATA_INVALID"
 
 
 def check_limit(limit: int) -> None:
@@ -27,18 +28,34 @@ def check_limit(limit: int) -> None:
 @dataclass
 class Context:
     hub: Hub
+    wiring: Wiring = field(init=False)
     customers: DataLoader[str, CustomerView | None] = field(init=False)
+    nbas: DataLoader[DecisionRequest, list[NextBestAction]] = field(init=False)
     # Errors that go with partial data (a system could not be read); the PartialData extension adds
     # them to the response.
     partial: list[GraphQLError] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        # One batched fetch per system for all customers a request touches.
-        self.customers = DataLoader(load_fn=self.hub.views.load_many)
+        # The request keeps the wiring it started with, also across a mapping reload.
+        self.wiring = self.hub.wiring
+        # One batched fetch per system for all customers a request touches, and one decision call
+        # for all the NBAs it asks for.
+        self.customers = DataLoader(load_fn=self.wiring.views.load_many)
+        self.nbas = DataLoader(load_fn=self._decide)
+
+    async def _decide(
+        self, requests: Sequence[DecisionRequest]
+    ) -> list[list[NextBestAction] | BaseException]:
+        try:
+            return list(await self.wiring.decisions.decide(list(requests)))
+        except SystemUnavailable as exc:
+            return [exc for _ in requests]
 
     async def customer(self, customer_id: str, path: list[str | int]) -> CustomerView | None:
         view = await self.customers.load(customer_id)
-        for system, reason in sorted((view.unavailable if view else {}).items()):
+        if view is None:
+            return None
+        for system, reason in sorted(view.unavailable.items()):
             self.partial.append(
                 GraphQLError(
                     f"system {system!r} is unavailable; the customer view is partial ({reason})",
@@ -46,7 +63,33 @@ class Context:
                     extensions={"code": SystemUnavailable.code, "system": system},
                 )
             )
+        for problem in view.problems:
+            self.partial.append(
+                GraphQLError(
+                    f"system {problem.system!r} gave a value for {problem.field!r} that does not fit: "
+                    f"{problem.message}",
+                    path=path,
+                    extensions={
+                        "code": SYSTEM_DATA_INVALID,
+                        "system": problem.system,
+                        "field": problem.field,
+                    },
+                )
+            )
         return view
+
+    async def next_best_actions(
+        self, request: DecisionRequest, path: list[str | int]
+    ) -> list[NextBestAction]:
+        """NBAs, or none plus a SYSTEM_UNAVAILABLE error beside the data when CM cannot answer."""
+        try:
+            return await self.nbas.load(request)
+        except SystemUnavailable as exc:
+            self.unavailable(exc, path)
+            return []
+
+    def unavailable(self, exc: SystemUnavailable, path: list[str | int]) -> None:
+        self.partial.append(GraphQLError(exc.message, path=path, extensions=exc.extensions))
 
 
 class PartialData(SchemaExtension):

@@ -31,10 +31,11 @@ from hub.api.types import (
     StartContactInput,
     StartContactPayload,
 )
-from hub.bus.base import BusError
-from hub.core.errors import BadInput, NotFound
+from hub.core.errors import BadInput, NotFound, SystemUnavailable
 from hub.core.events import EventInput
 from hub.core.identity import keys_from
+from hub.messaging.bus.base import BusError
+from hub.model import DecisionRequest
 
 I = Info[Context, None]  # noqa: E741
 log = logging.getLogger(__name__)
@@ -60,22 +61,22 @@ class Query:
         cookie_id: str | None = None,
         customer_number: str | None = None,
     ) -> Customer | None:
-        hub = info.context.hub
+        wiring = info.context.wiring
         keys = keys_from(
             email=email,
             phone=phone,
             cookie_id=cookie_id,
             customer_id=customer_number,
-            region=hub.phone_region,
+            region=wiring.phone_region,
         )
         if not keys:
             raise BadInput("give at least one key: email, phone, cookieId or customerNumber")
-        customer_id = await hub.contacts.find(keys)
+        customer_id = await wiring.contacts.find(keys)
         return await _customer(info, customer_id) if customer_id else None
 
     @strawberry.field(description="CM's offer catalog.")
     async def offers(self, info: I) -> list[Offer]:
-        return [Offer.of(o) for o in await info.context.hub.decisions.offers()]
+        return [Offer.of(o) for o in await info.context.wiring.decisions.offers()]
 
     @strawberry.field(description="Queues, dead letters and outbox backlog, for operators.")
     async def operations(self, info: I) -> Operations:
@@ -97,19 +98,21 @@ class Query:
 class Mutation:
     @strawberry.mutation(description="Identify the visitor, register the contact, return view and NBAs.")
     async def start_contact(self, info: I, input: StartContactInput) -> StartContactPayload:
-        hub = info.context.hub
+        wiring = info.context.wiring
         ident = input.identification
         keys = keys_from(
             email=ident.email,
             phone=ident.phone,
             cookie_id=ident.cookie_id,
             customer_id=str(ident.customer_id) if ident.customer_id is not None else None,
-            region=hub.phone_region,
+            region=wiring.phone_region,
         )
-        started = await hub.contacts.start(input.channel, keys, input.name)
+        started = await wiring.contacts.start(input.channel, keys, input.name)
         customer = await _customer(info, started.customer_id)
         assert customer is not None, "a started contact's customer exists"
-        nbas = await hub.decisions.decide(started.customer_id, input.channel, 3)
+        nbas = await info.context.next_best_actions(
+            DecisionRequest(started.customer_id, input.channel, 3), [*info.path.as_list(), "nextBestActions"]
+        )
         return StartContactPayload(
             contact=Contact.of(started.contact),
             customer=customer,
@@ -132,7 +135,9 @@ class Mutation:
             )
             for e in events
         ]
-        recorded = await info.context.hub.events.record(str(contact_id), items)
+        recorded = await info.context.wiring.events.record(str(contact_id), items)
+        if recorded.decisions_error is not None:
+            info.context.unavailable(recorded.decisions_error, [*info.path.as_list(), "nextBestActions"])
         return RecordContactEventsPayload(
             accepted=len(recorded.events),
             event_ids=[strawberry.ID(e.id) for e in recorded.events],
@@ -141,7 +146,7 @@ class Mutation:
 
     @strawberry.mutation(description="End a contact, with an optional outcome.")
     async def end_contact(self, info: I, contact_id: strawberry.ID, outcome: str | None = None) -> Contact:
-        return Contact.of(await info.context.hub.contacts.end(str(contact_id), outcome))
+        return Contact.of(await info.context.wiring.contacts.end(str(contact_id), outcome))
 
 
 @strawberry.type
@@ -157,8 +162,13 @@ class Subscription:
             raise NotFound(f"no customer with id {cid!r}", customerId=cid)
         async with hub.feed.listen(cid) as changed:
             while True:
-                nbas = await hub.decisions.decide(cid, channel, limit)
-                yield [NextBestAction.of(n) for n in nbas]
+                # Each push asks the wiring current now: a subscription outlives mapping reloads.
+                try:
+                    nbas = await hub.decisions.decide_one(DecisionRequest(cid, channel, limit))
+                except SystemUnavailable:
+                    nbas = None  # CM is away: the subscriber keeps the last list until it answers again
+                if nbas is not None:
+                    yield [NextBestAction.of(n) for n in nbas]
                 await changed.get()
 
 

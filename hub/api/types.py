@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, cast
 
 import strawberry
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from hub import model
 from hub.api.context import Context, check_limit
-from hub.core import model
-from hub.core.model import Channel, ContactEventType, PropositionResponse
+from hub.model import Channel, ContactEventType, DecisionRequest, PropositionResponse
 
 # strawberry.enum registers the core's enums for GraphQL and returns them unchanged.
 strawberry.enum(Channel, description="A front-end channel that runs contacts.")
@@ -108,15 +109,31 @@ class Contact:
         return Customer.of(view) if view else None
 
 
+@strawberry.type(description="Lineage: which system supplied a field of the view, and when it was read.")
+class FieldSource:
+    field: str = strawberry.field(description="The unified field, e.g. name, emails, attributes.tier.")
+    system: str
+    fetched_at: datetime
+
+    @classmethod
+    def of(cls, s: model.FieldSource) -> FieldSource:
+        return cls(field=s.field, system=s.system, fetched_at=s.fetched_at)
+
+
 @strawberry.type(description="The unified customer, merged from every system that knows them.")
 class Customer:
     id: strawberry.ID
     name: str | None
     emails: list[str]
     phones: list[str]
+    products: list[str]
     segments: list[Segment]
     offer_history: list[OfferHistory]
     contacts: list[Contact]
+    attributes: JSON = strawberry.field(description="Free attributes, by name (text, numbers, booleans).")
+    sources: list[FieldSource] = strawberry.field(
+        description="Per field of the view: the system that supplied the value and when it was read."
+    )
     unavailable_systems: list[str] = strawberry.field(
         description="Systems that could not be read: the view is partial when this is not empty."
     )
@@ -128,9 +145,12 @@ class Customer:
             name=v.name,
             emails=v.emails,
             phones=v.phones,
+            products=v.products,
             segments=[Segment(id=strawberry.ID(s.id), name=s.name) for s in v.segments],
             offer_history=[OfferHistory.of(h) for h in v.offer_history],
             contacts=[Contact.of(c) for c in v.contacts],
+            attributes=cast(JSON, dict(v.attributes)),
+            sources=[FieldSource.of(s) for s in v.sources],
             unavailable_systems=sorted(v.unavailable),
         )
 
@@ -139,7 +159,8 @@ class Customer:
         self, info: Info[Context, None], channel: Channel | None = None, limit: int = 3
     ) -> list[NextBestAction]:
         check_limit(limit)
-        nbas = await info.context.hub.decisions.decide(str(self.id), channel, limit)
+        request = DecisionRequest(str(self.id), channel, limit)
+        nbas = await info.context.next_best_actions(request, info.path.as_list())
         return [NextBestAction.of(n) for n in nbas]
 
 

@@ -1,28 +1,51 @@
-"""Use cases: start a contact (identify or create the customer) and end it."""
+"""Use cases: start a contact (identify or create the customer) and end it.
+
+The hub owns contacts and the identity graph; the contact registry (the CRM role) is told about the
+customer and the contact in the same transaction, and may answer with its own customer id, which the
+hub links as a key of kind <registry system name>.
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.core.errors import BadInput, ContactEnded, UnknownContact
-from hub.core.identity import IdentityGraph, Key, new_customer_id
-from hub.core.model import CONTACT_ENDED, CONTACT_STARTED, CUSTOMER_CREATED, Channel, Contact, KeyKind
-from hub.core.outbox import Outbox
-from hub.events import CloudEvent, utcnow
-from hub.ports import ContactRegistry, Tx
+from hub.core.identity import IdentityGraph, new_customer_id
+from hub.events import (
+    CONTACT_ENDED,
+    CONTACT_STARTED,
+    CUSTOMER_CREATED,
+    CUSTOMER_UPDATED,
+    CloudEvent,
+    ContactStarted,
+    CustomerData,
+    make,
+    utcnow,
+)
+from hub.events import (
+    ContactEnded as ContactEndedData,
+)
+from hub.messaging.outbox import Outbox
+from hub.model import Channel, Contact, CustomerFacts, Key, KeyKind
+from hub.ports import ContactRegistry
+from hub.store.tables import contacts as contacts_table
 
 log = logging.getLogger(__name__)
 
-CUSTOMER_UPDATED = "customer.updated"
+Tx = AsyncConnection
 # When keys point at different customers, the strongest key decides who the visitor is.
 KEY_STRENGTH = (KeyKind.CUSTOMER_ID, KeyKind.EMAIL, KeyKind.PHONE, KeyKind.COOKIE_ID)
+# How many recent contacts the view carries per customer.
+RECENT_CONTACTS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,23 +55,31 @@ class Started:
     created: bool
 
 
+# Told, after commit, which customers' data a system changed (hub.messaging.reactions).
+Committed = Callable[[str, Sequence[str]], None]
+# The change announcement for other hub processes, written in the same transaction.
+Announce = Callable[[str, Sequence[str]], CloudEvent]
+
+
 class ContactService:
     def __init__(
         self,
         engine: AsyncEngine,
+        registry_system: str,
         registry: ContactRegistry,
         outbox: Outbox,
         source: str,
-        committed: Callable[[Sequence[str]], None],
-        announce: Callable[[Sequence[str]], CloudEvent],
+        committed: Committed,
+        announce: Announce,
     ):
-        self._announce = announce  # the change announcement for the registry's data
         self._engine = engine
+        self._registry_system = registry_system
         self._registry = registry
         self._outbox = outbox
         self._graph = IdentityGraph()
         self._source = source
-        self._committed = committed  # told which customers changed, after commit
+        self._committed = committed
+        self._announce = announce
 
     async def start(self, channel: Channel, keys: Sequence[Key], name: str | None) -> Started:
         if not keys:
@@ -68,7 +99,7 @@ class ContactService:
                 if attempt == 2:
                     raise
                 continue
-            self._committed([started.customer_id])
+            self._committed(self._registry_system, [started.customer_id])
             return started
         raise AssertionError("unreachable")
 
@@ -84,43 +115,50 @@ class ContactService:
             if created and len(linked) < len(keys):
                 raise IntegrityError("first contact raced with another", None, Exception("key taken"))
             mine = [k for k in keys if found.get(k) == customer_id or k in linked]
-            emails = [k.value for k in mine if k.kind is KeyKind.EMAIL]
-            phones = [k.value for k in mine if k.kind is KeyKind.PHONE]
-            await self._registry.upsert_customer(tx, customer_id, name, emails, phones)
+            facts = _facts(customer_id, name, mine, {})
+            await self._tell_registry(tx, facts)
             contact = Contact(
                 id=f"con_{uuid.uuid4().hex[:20]}",
                 customer_id=customer_id,
                 channel=channel,
                 started_at=utcnow(),
             )
+            await tx.execute(
+                contacts_table.insert().values(
+                    id=contact.id,
+                    customer_id=customer_id,
+                    channel=channel.value,
+                    started_at=contact.started_at,
+                )
+            )
             await self._registry.register_contact(tx, contact)
             events = [
-                self._event(
+                make(
                     CONTACT_STARTED,
-                    customer_id,
-                    contact.id,
-                    {
-                        "contactId": contact.id,
-                        "customerId": customer_id,
-                        "channel": channel.value,
-                        "startedAt": contact.started_at.isoformat(),
-                    },
+                    ContactStarted(
+                        contactId=contact.id,
+                        customerId=customer_id,
+                        channel=channel,
+                        startedAt=contact.started_at,
+                    ),
+                    source=self._source,
+                    subject=customer_id,
+                    correlationid=contact.id,
                 )
             ]
             if created or linked or name:
                 events.append(
-                    self._customer_event(
-                        CUSTOMER_CREATED if created else CUSTOMER_UPDATED,
-                        customer_id,
-                        contact.id,
-                        name,
-                        emails,
-                        phones,
-                        {},
-                    )
+                    self._customer_event(CUSTOMER_CREATED if created else CUSTOMER_UPDATED, facts, contact.id)
                 )
             await self._record(tx, customer_id, events)
         return Started(contact, customer_id, created)
+
+    async def _tell_registry(self, tx: Tx, facts: CustomerFacts) -> None:
+        own_id = await self._registry.upsert_customer(tx, facts)
+        if own_id:
+            # An external CRM's own id (CRM-000123) becomes a key of its own kind: the view reads the
+            # CRM by it, and callers may identify the customer by it.
+            await self._graph.link(tx, facts.customer_id, [Key(self._registry_system, str(own_id))])
 
     async def find(self, keys: Sequence[Key]) -> str | None:
         async with self._engine.connect() as conn:
@@ -131,35 +169,74 @@ class ContactService:
             raise BadInput("outcome must be at most 200 characters", field="outcome")
         async with self._engine.begin() as tx:
             contact = await self.require_open(tx, contact_id)
-            ended = await self._registry.end_contact(tx, contact.id, outcome)
-            assert ended is not None
+            ended_at = utcnow()
+            result = await tx.execute(
+                contacts_table.update()
+                .where(contacts_table.c.id == contact.id, contacts_table.c.ended_at.is_(None))
+                .values(ended_at=ended_at, outcome=outcome)
+            )
+            if result.rowcount != 1:  # ended by a concurrent call
+                raise ContactEnded(f"contact {contact_id!r} has ended", contactId=contact_id)
+            ended = Contact(
+                contact.id, contact.customer_id, contact.channel, contact.started_at, ended_at, outcome
+            )
+            await self._registry.end_contact(tx, ended)
             await self._record(
                 tx,
                 contact.customer_id,
                 [
-                    self._event(
+                    make(
                         CONTACT_ENDED,
-                        contact.customer_id,
-                        contact.id,
-                        {
-                            "contactId": contact.id,
-                            "customerId": contact.customer_id,
-                            "channel": contact.channel.value,
-                            "outcome": outcome,
-                        },
+                        ContactEndedData(
+                            contactId=contact.id,
+                            customerId=contact.customer_id,
+                            channel=contact.channel,
+                            outcome=outcome,
+                        ),
+                        source=self._source,
+                        subject=contact.customer_id,
+                        correlationid=contact.id,
                     )
                 ],
             )
-        self._committed([contact.customer_id])
+        self._committed(self._registry_system, [contact.customer_id])
         return ended
 
+    async def get(self, tx: Tx | None, contact_id: str) -> Contact | None:
+        stmt = select(contacts_table).where(contacts_table.c.id == contact_id)
+        if tx is not None:
+            row = (await tx.execute(stmt)).first()
+        else:
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(stmt)).first()
+        return _contact(row) if row else None
+
     async def require_open(self, tx: Tx | None, contact_id: str) -> Contact:
-        contact = await self._registry.get_contact(tx, contact_id)
+        if not contact_id or len(contact_id) > 40:
+            raise UnknownContact(f"no contact with id {contact_id[:40]!r}", contactId=contact_id[:40])
+        contact = await self.get(tx, contact_id)
         if contact is None:
             raise UnknownContact(f"no contact with id {contact_id!r}", contactId=contact_id)
         if contact.ended_at is not None:
             raise ContactEnded(f"contact {contact_id!r} has ended", contactId=contact_id)
         return contact
+
+    async def recent(self, customer_ids: Sequence[str]) -> dict[str, list[Contact]]:
+        """The latest contacts per customer, newest first (the view's `contacts`)."""
+        ids = list(dict.fromkeys(customer_ids))
+        out: dict[str, list[Contact]] = defaultdict(list)
+        if not ids:
+            return out
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(contacts_table)
+                .where(contacts_table.c.customer_id.in_(ids))
+                .order_by(contacts_table.c.started_at.desc())
+            )
+            for r in rows:
+                if len(out[r.customer_id]) < RECENT_CONTACTS:
+                    out[r.customer_id].append(_contact(r))
+        return out
 
     async def import_customer(
         self, keys: Sequence[Key], name: str | None, attributes: dict[str, Any]
@@ -171,54 +248,57 @@ class ContactService:
             customer_id = new_customer_id()
             await self._graph.create(tx, customer_id)
             await self._graph.link(tx, customer_id, keys)
-            emails = [k.value for k in keys if k.kind is KeyKind.EMAIL]
-            phones = [k.value for k in keys if k.kind is KeyKind.PHONE]
-            await self._registry.upsert_customer(tx, customer_id, name, emails, phones, attributes)
-            await self._record(
-                tx,
-                customer_id,
-                [self._customer_event(CUSTOMER_CREATED, customer_id, None, name, emails, phones, attributes)],
-            )
-        self._committed([customer_id])
+            facts = _facts(customer_id, name, keys, attributes)
+            await self._tell_registry(tx, facts)
+            await self._record(tx, customer_id, [self._customer_event(CUSTOMER_CREATED, facts, None)])
+        self._committed(self._registry_system, [customer_id])
         return customer_id
 
     async def _record(self, tx: Tx, customer_id: str, events: list[CloudEvent]) -> None:
-        await self._outbox.add(tx, [*events, self._announce([customer_id])])
+        await self._outbox.add(tx, [*events, self._announce(self._registry_system, [customer_id])])
 
-    def _event(
-        self, type_: str, customer_id: str, contact_id: str | None, data: dict[str, Any]
-    ) -> CloudEvent:
-        return CloudEvent(
-            type=type_, source=self._source, subject=customer_id, data=data, correlationid=contact_id
-        )
-
-    def _customer_event(
-        self,
-        type_: str,
-        customer_id: str,
-        contact_id: str | None,
-        name: str | None,
-        emails: list[str],
-        phones: list[str],
-        attributes: dict[str, Any],
-    ) -> CloudEvent:
-        return self._event(
+    def _customer_event(self, type_: str, facts: CustomerFacts, contact_id: str | None) -> CloudEvent:
+        return make(
             type_,
-            customer_id,
-            contact_id,
-            {
-                "customerId": customer_id,
-                "name": name,
-                "emails": emails,
-                "phones": phones,
-                "attributes": attributes,
-            },
+            CustomerData(
+                customerId=facts.customer_id,
+                name=facts.name,
+                emails=list(facts.emails),
+                phones=list(facts.phones),
+                attributes=dict(facts.attributes),
+            ),
+            source=self._source,
+            subject=facts.customer_id,
+            correlationid=contact_id,
         )
+
+
+def _facts(
+    customer_id: str, name: str | None, keys: Sequence[Key], attributes: dict[str, Any]
+) -> CustomerFacts:
+    return CustomerFacts(
+        customer_id=customer_id,
+        name=name,
+        emails=tuple(k.value for k in keys if k.kind == KeyKind.EMAIL),
+        phones=tuple(k.value for k in keys if k.kind == KeyKind.PHONE),
+        attributes=dict(attributes),
+    )
+
+
+def _contact(r: Any) -> Contact:
+    return Contact(
+        id=r.id,
+        customer_id=r.customer_id,
+        channel=Channel(r.channel),
+        started_at=r.started_at,
+        ended_at=r.ended_at,
+        outcome=r.outcome,
+    )
 
 
 def _strongest(found: dict[Key, str]) -> str | None:
     for kind in KEY_STRENGTH:
         for key, cid in found.items():
-            if key.kind is kind:
+            if key.kind == kind:
                 return cid
     return None

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.core.contacts import ContactService
-from hub.core.errors import BadInput, TooManyEvents, UnknownOffer
-from hub.core.model import EVENT_TYPES, ContactEvent, ContactEventType, NextBestAction, PropositionResponse
-from hub.core.outbox import Outbox
-from hub.events import CloudEvent, new_id, utcnow
-from hub.ports import DecisionEngine
+from hub.core.contacts import Committed, ContactService
+from hub.core.decisions import Decisions
+from hub.core.errors import BadInput, SystemUnavailable, TooManyEvents, UnknownOffer
+from hub.events import CONTACT_EVENT_TYPES, contact_event_data, make, new_id, utcnow
+from hub.messaging.outbox import Outbox
+from hub.model import ContactEvent, ContactEventType, DecisionRequest, NextBestAction, PropositionResponse
 
 # A clock a little ahead on the channel's side is normal; an event days in the future is a bug.
 FUTURE_SKEW = timedelta(minutes=5)
@@ -34,6 +34,8 @@ class EventInput:
 class Recorded:
     events: list[ContactEvent]
     next_best_actions: list[NextBestAction]
+    # Set when the decision engine could not answer: the events are recorded all the same.
+    decisions_error: SystemUnavailable | None = None
 
 
 class EventService:
@@ -41,11 +43,11 @@ class EventService:
         self,
         engine: AsyncEngine,
         contacts: ContactService,
-        decisions: DecisionEngine,
+        decisions: Decisions,
         outbox: Outbox,
         source: str,
         max_events: int,
-        committed: Callable[[Sequence[str]], None],
+        committed: Committed,
     ):
         self._engine = engine
         self._contacts = contacts
@@ -60,7 +62,7 @@ class EventService:
             raise TooManyEvents(
                 f"at most {self._max_events} events per call, got {len(inputs)}", limit=self._max_events
             )
-        offers = {o.id for o in await self._decisions.offers()}
+        offers = {o.id for o in await self._decisions.offers()} if _names_offers(inputs) else set()
         now = utcnow()
         for i, item in enumerate(inputs):
             _check(i, item, offers, now)
@@ -84,23 +86,31 @@ class EventService:
             await self._outbox.add(
                 tx,
                 [
-                    CloudEvent(
+                    make(
+                        CONTACT_EVENT_TYPES[e.type],
+                        contact_event_data(e),
                         id=e.id,
-                        type=EVENT_TYPES[e.type],
                         source=self._source,
                         subject=e.customer_id,
                         time=e.occurred_at,
-                        data=e.to_data(),
                         correlationid=contact.id,
                     )
                     for e in events
                 ],
             )
-        self._committed([contact.customer_id])
+        self._committed(self._decisions.system, [])  # wakes the relay; CM's data changes on consume
         # CM consumes the events from the bus; until it has, they are passed along as pending, so the
         # answer already reflects them.
-        nbas = await self._decisions.decide(contact.customer_id, contact.channel, nba_limit, pending=events)
+        request = DecisionRequest(contact.customer_id, contact.channel, nba_limit)
+        try:
+            nbas = await self._decisions.decide_one(request, pending=events)
+        except SystemUnavailable as exc:
+            return Recorded(events, [], exc)
         return Recorded(events, nbas)
+
+
+def _names_offers(inputs: Sequence[EventInput]) -> bool:
+    return any(item.offer_id is not None for item in inputs)
 
 
 def _check(i: int, item: EventInput, offers: set[str], now: datetime) -> None:

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 
 import phonenumbers
 from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.core.errors import BadInput
-from hub.core.model import KeyKind
 from hub.events import utcnow
-from hub.ports import Tx
-from hub.store.db import dialect_insert
+from hub.model import GOLDEN_ID, Key, KeyKind
 from hub.store.tables import customer_keys, customers
+from hub.store.types import dialect_insert
 
-
-@dataclass(frozen=True, slots=True)
-class Key:
-    kind: KeyKind
-    value: str
+Tx = AsyncConnection
 
 
 def normalize_email(raw: str) -> str:
@@ -82,11 +77,27 @@ class IdentityGraph:
         rows = await tx.execute(
             select(customer_keys.c.kind, customer_keys.c.value, customer_keys.c.customer_id).where(
                 tuple_(customer_keys.c.kind, customer_keys.c.value).in_(
-                    [(k.kind.value, k.value) for k in wanted]
+                    [(str(k.kind), k.value) for k in wanted]
                 )
             )
         )
-        return {Key(KeyKind(r.kind), r.value): r.customer_id for r in rows}
+        return {Key(r.kind, r.value): r.customer_id for r in rows}
+
+    async def keys_of(self, tx: Tx, kind: str, customer_ids: Sequence[str]) -> dict[str, str]:
+        """Golden id -> that customer's key of `kind` (a system's own id, an email...). The golden id
+        itself for kind `id`. Customers without such a key are left out."""
+        ids = list(dict.fromkeys(customer_ids))
+        if kind == GOLDEN_ID:
+            return {cid: cid for cid in ids}
+        rows = await tx.execute(
+            select(customer_keys.c.customer_id, customer_keys.c.value)
+            .where(customer_keys.c.kind == kind, customer_keys.c.customer_id.in_(ids))
+            .order_by(customer_keys.c.created_at)
+        )
+        out: dict[str, str] = {}
+        for r in rows:
+            out.setdefault(r.customer_id, r.value)  # the first key of that kind is the system's
+        return out
 
     async def exists(self, tx: Tx, customer_id: str) -> bool:
         row = await tx.execute(select(customers.c.id).where(customers.c.id == customer_id))
@@ -98,7 +109,7 @@ class IdentityGraph:
     async def link(self, tx: Tx, customer_id: str, keys: Iterable[Key]) -> list[Key]:
         """Attach keys to the customer; keys already owned (by anyone) are left as they are."""
         rows = [
-            {"kind": k.kind.value, "value": k.value, "customer_id": customer_id, "created_at": utcnow()}
+            {"kind": str(k.kind), "value": k.value, "customer_id": customer_id, "created_at": utcnow()}
             for k in keys
         ]
         if not rows:
@@ -110,4 +121,4 @@ class IdentityGraph:
             .returning(customer_keys.c.kind, customer_keys.c.value)
         )
         result = await tx.execute(stmt)
-        return [Key(KeyKind(r.kind), r.value) for r in result]
+        return [Key(r.kind, r.value) for r in result]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Table, event
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from hub.store.tables import metadata as hub_metadata
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -41,29 +44,48 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def dialect_insert(conn: AsyncConnection, table: Table) -> postgresql.Insert:
-    """INSERT that supports ON CONFLICT on the connection's backend (PostgreSQL and SQLite spell it alike)."""
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return cast(postgresql.Insert, sqlite.insert(table))
+@dataclass(frozen=True, slots=True)
+class Component:
+    """A part of the store with its own tables and Alembic history: the hub, or one adapter package."""
+
+    name: str
+    metadata: MetaData
+    versions: Path
+
+    @property
+    def version_table(self) -> str:
+        # The hub keeps Alembic's default table; each adapter has one of its own, so it can be
+        # installed, upgraded or removed without touching the hub's history.
+        return "alembic_version" if self.name == HUB else f"alembic_version_{self.name.replace('-', '_')}"
 
 
-def alembic_config() -> Config:
+HUB = "hub"
+HUB_COMPONENT = Component(HUB, hub_metadata, MIGRATIONS / "versions")
+
+
+def alembic_config(component: Component) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("path_separator", "os")
+    cfg.set_main_option("version_locations", str(component.versions))
+    cfg.attributes["metadata"] = component.metadata
+    cfg.attributes["version_table"] = component.version_table
     return cfg
 
 
-def _upgrade(connection: Connection) -> None:
-    cfg = alembic_config()
-    cfg.attributes["connection"] = connection
-    command.upgrade(cfg, "head")
+def _upgrade(connection: Connection, components: Sequence[Component]) -> None:
+    for component in components:
+        cfg = alembic_config(component)
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "heads")
 
 
-async def migrate(engine: AsyncEngine) -> None:
-    """Apply Alembic migrations up to head (idempotent; safe with several hub processes on PostgreSQL)."""
+async def migrate(engine: AsyncEngine, components: Sequence[Component] = ()) -> None:
+    """Apply the hub's migrations, then each component's, up to head (idempotent; safe with several
+    hub processes on PostgreSQL)."""
+    wanted = [HUB_COMPONENT, *(c for c in components if c.name != HUB)]
     async with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # Two processes starting together must not both create the tables.
             await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7301001)")
-        await conn.run_sync(_upgrade)
+        await conn.run_sync(_upgrade, wanted)

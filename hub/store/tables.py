@@ -1,50 +1,15 @@
-"""The hub's own tables: identity graph, outbox, processed messages, flow cursors, embedded queues.
-
-Built-in systems keep their tables in their own packages (adapters/crm, adapters/cm) on the same
-MetaData, so one Alembic history migrates a one-process deployment.
+"""The hub's own tables: identity graph, contacts, outbox, processed messages, flow cursors, embedded
+queues. Adapters keep theirs on a MetaData of their own, with their own migrations (hub.store.db).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, MetaData, String, Table, Text
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    TypeDecorator,
-)
+from hub.store.types import Seq, UTCDateTime
 
 metadata = MetaData()
 
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite hands back naive ones otherwise)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
-        return value.astimezone(UTC) if value is not None else None
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
-
-
-# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for long-lived sequences.
-Seq = BigInteger().with_variant(Integer(), "sqlite")
 
 customers = Table(
     "customers",
@@ -58,10 +23,22 @@ customers = Table(
 customer_keys = Table(
     "customer_keys",
     metadata,
-    Column("kind", String(20), primary_key=True),
+    Column("kind", String(60), primary_key=True),
     Column("value", String(320), primary_key=True),
     Column("customer_id", String(40), nullable=False, index=True),
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# Contacts are the hub's: one id per interaction; the contact registry (CRM) is told about each.
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("customer_id", String(40), nullable=False, index=True),
+    Column("channel", String(20), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("ended_at", UTCDateTime()),
+    Column("outcome", String(200)),
 )
 
 # Transactional outbox: written in the same transaction as the state change it reports.

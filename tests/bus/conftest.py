@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from hub.bus import Bus
-from hub.bus.embedded import EmbeddedBus
-from hub.bus.rabbitmq import RabbitBus
 from hub.config import Settings
 from hub.events import CloudEvent
+from hub.messaging.bus import Bus
+from hub.messaging.bus.embedded import EmbeddedBus
+from hub.messaging.bus.rabbitmq import RabbitBus
 from tests.support import delete_topology
 
 DELIVERY_LIMIT = 3

@@ -1,4 +1,4 @@
-"""One behaviour suite for every bus engine (embedded and RabbitMQ): the semantics of hub.bus.base."""
+"""One behaviour suite for every bus engine (embedded and RabbitMQ): the semantics of hub.messaging.bus.base."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hub.bus import PermanentError, Route, Unroutable
 from hub.events import CloudEvent
+from hub.messaging.bus import PermanentError, Route, Unroutable
 from tests.bus.conftest import DELIVERY_LIMIT, Recorder
 from tests.support import eventually
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from hub.bus import create_bus
-from hub.bus.embedded import EmbeddedBus
-from hub.bus.rabbitmq import RabbitBus
 from hub.config import Settings
+from hub.messaging.bus import create_bus
+from hub.messaging.bus.embedded import EmbeddedBus
+from hub.messaging.bus.rabbitmq import RabbitBus
 
 
 @pytest.mark.parametrize(

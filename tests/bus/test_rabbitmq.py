@@ -11,9 +11,9 @@ import aio_pika
 import pytest
 from aio_pika.exceptions import ChannelPreconditionFailed
 
-from hub.bus import BusError, BusUnavailable, Route
-from hub.bus.rabbitmq import CONTENT_TYPE
 from hub.events import CloudEvent
+from hub.messaging.bus import BusError, BusUnavailable, Route
+from hub.messaging.bus.rabbitmq import CONTENT_TYPE
 from tests.bus.conftest import DELIVERY_LIMIT, Recorder
 from tests.bus.proxy import TcpProxy
 from tests.support import eventually

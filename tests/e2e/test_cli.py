@@ -46,7 +46,7 @@ def test_check_passes_on_shipped_mappings_and_names_file_line_field_when_broken(
     out = run("check", env={"HUB_MAPPINGS_DIR": str(broken)})
     assert out.returncode == 2
     line = next(i for i, row in enumerate(text.splitlines(), 1) if "mode: realtime" in row)
-    assert f"{broken / 'hub.yaml'}:{line}: flows[0].mode:" in out.stderr, out.stderr
+    assert f"{broken / 'hub.yaml'}:{line}:5: flows[0].mode:" in out.stderr, out.stderr
 
 
 def test_serve_demo_runs_the_scenario(tmp_path):

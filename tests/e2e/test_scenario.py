@@ -103,7 +103,7 @@ async def test_customer_query_batches_and_unknown_is_null(client, hub):
     a = await start_contact(client, email="a@example.com")
     b = await start_contact(client, email="b@example.com")
     calls: list[list[str]] = []
-    crm = hub.systems.profile_sources["crm"]
+    crm = hub.systems.all("profile_source")["crm"]
     original = crm.fetch
 
     async def counting(ids):
@@ -137,7 +137,7 @@ async def test_graphql_get_and_graphiql(client, hub):
 async def test_a_failing_system_gives_partial_data_and_an_error_naming_it(client, hub):
     start = (await gql(client, START, {"input": {"channel": "WEBSITE", "name": "Pat",
                                                  "identification": {"email": "partial@example.com"}}}))["startContact"]
-    cm = hub.systems.profile_sources["cm"]
+    cm = hub.systems.all("profile_source")["cm"]
     hub.cache.invalidate([start["customer"]["id"]], ["crm", "cm"])
 
     async def down(ids):

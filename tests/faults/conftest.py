@@ -58,7 +58,7 @@ async def topology(rabbitmq_url, bus_namespace, settings_for) -> AsyncIterator[N
     yield
     from tests.support import delete_topology
 
-    mapping, _ = load_mapping(settings_for())
+    mapping, _ = load_mapping(settings_for().mappings_dir)
     await delete_topology(rabbitmq_url, bus_namespace, [f.queue for f in mapping.flows])
 
 

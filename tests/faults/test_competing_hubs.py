@@ -41,7 +41,7 @@ async def _compete(settings, hub_process, rabbitmq_url, bus_namespace, *, custom
     await first.wait_ready()  # one at a time: each migrates the shared store at start
     second = hub_process(settings)
     await second.wait_ready()
-    mapping, _ = load_mapping(settings)
+    mapping, _ = load_mapping(settings.mappings_dir)
     queue = next(f.queue for f in mapping.flows if "contact.proposition.shown" in f.events)
 
     # Both processes are attached to the queue as competing consumers.

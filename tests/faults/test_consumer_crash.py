@@ -41,7 +41,7 @@ class ObservedHub(Hub):
         if self._cm_observed:
             return
         self._cm_observed = True
-        cm = self.systems.consumers["cm"]
+        cm = self.systems.all("event_destination")["cm"]
         real = cm.consume
 
         async def consume_event(tx, event):

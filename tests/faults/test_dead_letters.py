@@ -12,8 +12,8 @@ import uuid
 import aio_pika
 import pytest
 
+from hub.config.mapping import FlowMode
 from hub.events import CloudEvent
-from hub.mapping.models import FlowMode
 from tests.faults.conftest import OPERATIONS, api, first_offer, run_hub, shown_counts, shown_event
 from tests.support import RECORD, eventually, gql
 

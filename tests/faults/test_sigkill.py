@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.core.outbox import Outbox
+from hub.messaging.outbox import Outbox
 from hub.store.db import create_engine
 from tests.faults.conftest import api, first_offer, shown_counts, shown_event
 from tests.support import RECORD, gql

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from hub.config import SHIPPED_MAPPINGS
-from hub.core.model import Channel
-from hub.mapping.loader import MappingError
+from hub.config.loader import MappingError
+from hub.model import Channel
 from hub_adapters.cm.catalog import CountRule, load_catalog, parse_catalog, walk_rules
 
 SEGMENTS = """\
@@ -116,7 +116,7 @@ def test_values_must_be_positive(tmp_path: Path):
     (tmp_path / "cm/segments.yaml").write_text(SEGMENTS)
     with pytest.raises(MappingError) as info:
         load_catalog(tmp_path)
-    assert str(info.value).startswith(f"{tmp_path / 'cm/offers.yaml'}:5: offers[0].value:")
+    assert str(info.value).startswith(f"{tmp_path / 'cm/offers.yaml'}:5:5: offers[0].value:")
 
 
 def test_missing_file_is_reported(tmp_path: Path):

@@ -8,7 +8,7 @@ from itertools import count
 
 import pytest
 
-from hub.core.model import Channel, ContactEvent, ContactEventType, PropositionResponse
+from hub.model import Channel, ContactEvent, ContactEventType, PropositionResponse
 from hub_adapters.cm.catalog import Catalog, parse_catalog
 from hub_adapters.cm.policy import (
     CustomerState,

@@ -204,8 +204,8 @@ def test_broker_url_points_at_rabbitmq_amqp_port_with_its_credentials(services):
 
 
 def test_the_hub_picks_the_rabbitmq_bus_for_the_broker_url(services):
-    from hub.bus import create_bus
-    from hub.bus.rabbitmq import RabbitBus
+    from hub.messaging.bus import create_bus
+    from hub.messaging.bus.rabbitmq import RabbitBus
 
     settings = Settings(broker_url=environment(services["hub"])["HUB_BROKER_URL"])
     assert isinstance(create_bus(settings, None), RabbitBus)  # type: ignore[arg-type]
@@ -329,7 +329,7 @@ def test_shipped_mappings_load_from_the_image_layout(dockerfile):
 
     local = local_path_for(dockerfile, dockerfile.env()["HUB_MAPPINGS_DIR"])
     assert local is not None
-    mapping, _ = load_mapping(Settings(mappings_dir=local))
+    mapping, _ = load_mapping(Settings(mappings_dir=local).mappings_dir)
     assert {s for s in mapping.systems} >= {"crm", "cm"}
 
 

@@ -2,7 +2,7 @@ import pytest
 
 from hub.core.errors import BadInput
 from hub.core.identity import Key, keys_from, normalize_email, normalize_phone
-from hub.core.model import KeyKind
+from hub.model import KeyKind
 
 
 def test_emails_match_case_and_whitespace_insensitively():

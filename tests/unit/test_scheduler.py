@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, time
 
-from hub.core.scheduler import last_due, next_due
-from hub.mapping.models import Flow, FlowMode, Weekday
+from hub.config.mapping import Flow, FlowMode, Weekday
+from hub.messaging.scheduler import last_due, next_due
 
 
 def flow(mode: FlowMode, at=time(2, 0), weekday=Weekday.monday) -> Flow:

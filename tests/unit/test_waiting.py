@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from hub.bus.embedded import EmbeddedBus
 from hub.config import Settings
-from hub.core.outbox import OutboxRelay
+from hub.messaging.bus.embedded import EmbeddedBus
+from hub.messaging.outbox import OutboxRelay
 from hub.waiting import wait_event, within
 
 

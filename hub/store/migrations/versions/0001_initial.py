@@ -1,5 +1,7 @@
-"""Initial tables: identity graph, outbox, processed messages, flow cursors, embedded queues,
-built-in CRM and CM.
+"""Initial tables: identity graph, outbox, processed messages, flow cursors, embedded queues.
+
+(Until 0.2 this revision also created the built-in CRM's and CM's tables; they now come with their
+adapters' own migrations, which adopt tables that already exist.)
 
 Revision ID: 0001
 Revises:
@@ -68,44 +70,8 @@ def upgrade() -> None:
         sa.Column("dead_at", TS),
     )
     op.create_index("ix_bus_messages_queue", "bus_messages", ["queue", "state", "seq"])
-    # Built-in CRM
-    op.create_table(
-        "crm_customers",
-        sa.Column("id", sa.String(40), primary_key=True),
-        sa.Column("name", sa.String(200)),
-        sa.Column("emails", sa.JSON, nullable=False),
-        sa.Column("phones", sa.JSON, nullable=False),
-        sa.Column("attributes", sa.JSON, nullable=False),
-        sa.Column("created_at", TS, nullable=False),
-        sa.Column("updated_at", TS, nullable=False),
-    )
-    op.create_table(
-        "crm_contacts",
-        sa.Column("id", sa.String(40), primary_key=True),
-        sa.Column("customer_id", sa.String(40), nullable=False),
-        sa.Column("channel", sa.String(20), nullable=False),
-        sa.Column("started_at", TS, nullable=False),
-        sa.Column("ended_at", TS),
-        sa.Column("outcome", sa.String(200)),
-    )
-    op.create_index("ix_crm_contacts_customer_id", "crm_contacts", ["customer_id"])
-    # Built-in CM
-    op.create_table(
-        "cm_profiles",
-        sa.Column("customer_id", sa.String(40), primary_key=True),
-        sa.Column("state", sa.JSON, nullable=False),
-        sa.Column("version", sa.Integer, nullable=False),
-        sa.Column("updated_at", TS, nullable=False),
-    )
-    op.create_table(
-        "cm_offer_learning",
-        sa.Column("offer_id", sa.String(80), primary_key=True),
-        sa.Column("shown", sa.BigInteger, nullable=False),
-        sa.Column("accepted", sa.BigInteger, nullable=False),
-    )
 
 
 def downgrade() -> None:
-    for table in ("cm_offer_learning", "cm_profiles", "crm_contacts", "crm_customers", "bus_messages",
-                  "flow_cursors", "processed_messages", "outbox", "customer_keys", "customers"):
+    for table in ("bus_messages", "flow_cursors", "processed_messages", "outbox", "customer_keys", "customers"):
         op.drop_table(table)

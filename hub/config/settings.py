@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MAPPINGS = PROJECT_ROOT / "mappings"
 
 
@@ -34,3 +34,7 @@ class Settings(BaseSettings):
     retry_backoff_seconds: float = 0.2
     prefetch: int = 32
     demo: bool = False
+    # Mapping hot reload: on SIGHUP always; on a change of a file in mappings_dir when this is on.
+    reload_on_change: bool = True
+    # How long adapters of a replaced mapping stay open for requests still running on them.
+    reload_grace_seconds: float = 30.0

@@ -10,21 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from hub.events import CloudEvent, MalformedEvent
+from hub.events import CUSTOMER_CHANGED, CloudEvent, CustomerChanged, make, read
 
-CUSTOMER_CHANGED = "hub.customer.changed"
+__all__ = ["CUSTOMER_CHANGED", "changed", "read_changed"]
 
 
 def changed(source: str, system: str, customer_ids: Iterable[str]) -> CloudEvent:
-    return CloudEvent(
-        type=CUSTOMER_CHANGED,
-        source=source,
-        data={"system": system, "customerIds": sorted(set(customer_ids))},
-    )
+    return make(CUSTOMER_CHANGED, CustomerChanged(system=system, customerIds=sorted(set(customer_ids))),
+                source=source)
 
 
 def read_changed(event: CloudEvent) -> tuple[str, list[str]]:
-    system, ids = event.data.get("system"), event.data.get("customerIds")
-    if not isinstance(system, str) or not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise MalformedEvent(f"{CUSTOMER_CHANGED} needs data.system and data.customerIds")
-    return system, ids
+    data = read(event, CustomerChanged)
+    return data.system, data.customerIds

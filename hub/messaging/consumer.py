@@ -6,12 +6,12 @@ from collections.abc import Callable, Iterable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.core import changes
-from hub.core.outbox import Outbox
 from hub.events import CloudEvent, utcnow
+from hub.messaging import changes
+from hub.messaging.outbox import Outbox
 from hub.ports import EventConsumer
-from hub.store.db import dialect_insert
 from hub.store.tables import processed_messages
+from hub.store.types import dialect_insert
 
 Changed = Callable[[str, Iterable[str]], None]
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.bus.base import (
+from hub.config import Settings
+from hub.messaging.bus.base import (
     Bus,
     BusError,
     BusUnavailable,
@@ -20,18 +21,17 @@ from hub.bus.base import (
     Unroutable,
     topic_matches,
 )
-from hub.config import Settings
 
 
 def create_bus(settings: Settings, engine: AsyncEngine) -> Bus:
     """The engine for `settings.broker_url`; call `await bus.start()` before use."""
     scheme = settings.broker_url.split("://", 1)[0].lower() if "://" in settings.broker_url else ""
     if scheme == "memory":
-        from hub.bus.embedded import EmbeddedBus
+        from hub.messaging.bus.embedded import EmbeddedBus
 
         return EmbeddedBus(engine, settings)
     if scheme in {"amqp", "amqps"}:
-        from hub.bus.rabbitmq import RabbitBus
+        from hub.messaging.bus.rabbitmq import RabbitBus
 
         return RabbitBus(settings)
     raise ValueError(

@@ -1,7 +1,8 @@
 """YAML config loading that remembers where every value came from.
 
-A broken mapping is reported as `file:line: field: message`, so an architect can fix it without
-guessing. Validation is pydantic; this module maps pydantic's error locations back to YAML lines.
+A broken mapping is reported as `file:line:column: field: message`, so an architect (and an editor
+that jumps to `file:line:column`) can fix it without guessing. Validation is pydantic; this module
+maps pydantic's error locations back to YAML lines.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ class Problem:
     line: int
     field: str
     message: str
+    column: int = 1
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+        return f"{self.file}:{self.line}:{self.column}: {self.field}: {self.message}"
 
 
 class MappingError(ValueError):
-    """One or more problems in mapping files; str() lists each as file:line: field: message."""
+    """One or more problems in mapping files; str() lists each as file:line:column: field: message."""
 
     def __init__(self, problems: Iterable[Problem]):
         self.problems = list(problems)
@@ -43,18 +45,22 @@ class Located:
 
     file: str
     data: Any
-    lines: dict[Loc, int]
+    lines: dict[Loc, tuple[int, int]]  # path -> (line, column), both from 1
 
-    def line_of(self, loc: Loc) -> int:
+    def mark_of(self, loc: Loc) -> tuple[int, int]:
         # The deepest located prefix: an unknown or missing field points at its parent mapping.
         for end in range(len(loc), -1, -1):
-            line = self.lines.get(tuple(loc[:end]))
-            if line is not None:
-                return line
-        return 1
+            mark = self.lines.get(tuple(loc[:end]))
+            if mark is not None:
+                return mark
+        return (1, 1)
+
+    def line_of(self, loc: Loc) -> int:
+        return self.mark_of(loc)[0]
 
     def problem(self, loc: Loc, message: str) -> Problem:
-        return Problem(self.file, self.line_of(loc), _dotted(loc), message)
+        line, column = self.mark_of(loc)
+        return Problem(self.file, line, _dotted(loc), message, column)
 
 
 def _dotted(loc: Loc) -> str:
@@ -64,8 +70,12 @@ def _dotted(loc: Loc) -> str:
     return out or "(document)"
 
 
-def _construct(node: yaml.Node, path: Loc, lines: dict[Loc, int], file: str) -> Any:
-    lines[path] = node.start_mark.line + 1
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _construct(node: yaml.Node, path: Loc, lines: dict[Loc, tuple[int, int]], file: str) -> Any:
+    lines[path] = _mark(node)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -73,10 +83,10 @@ def _construct(node: yaml.Node, path: Loc, lines: dict[Loc, int], file: str) -> 
                 key_node.value
             )
             if key in out:
-                raise MappingError([Problem(file, key_node.start_mark.line + 1, _dotted((*path, key)),
-                                            "duplicate key")])
+                line, column = _mark(key_node)
+                raise MappingError([Problem(file, line, _dotted((*path, key)), "duplicate key", column)])
             out[key] = _construct(value_node, (*path, key), lines, file)
-            lines[(*path, key)] = key_node.start_mark.line + 1
+            lines[(*path, key)] = _mark(key_node)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_construct(item, (*path, i), lines, file) for i, item in enumerate(node.value)]
@@ -95,9 +105,11 @@ def load_located(path: Path | str, text: str | None = None) -> Located:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else 1
-        raise MappingError([Problem(file, line, "(document)", f"invalid YAML: {exc.problem}")]) from exc
-    lines: dict[Loc, int] = {}
+        mark = exc.problem_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = Problem(file, line, "(document)", f"invalid YAML: {exc.problem}", column)
+        raise MappingError([problem]) from exc
+    lines: dict[Loc, tuple[int, int]] = {}
     data = {} if node is None else _construct(node, (), lines, file)
     return Located(file, data, lines)
 

@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.bus.base import Bus, Handler
+from hub.config.mapping import Flow, FlowMode
 from hub.events import utcnow
-from hub.mapping.models import Flow, FlowMode
-from hub.store.db import dialect_insert
+from hub.messaging.bus.base import Bus, Handler
 from hub.store.tables import flow_cursors
+from hub.store.types import dialect_insert
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,22 @@ class Scheduler:
     ):
         self._engine = engine
         self._bus = bus
-        self._flows = [f for f in flows if f.mode is not FlowMode.REALTIME]
+        self.flows = flows
         self._handler_for = handler_for
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def flows(self) -> list[Flow]:
+        return self._flows
+
+    @flows.setter
+    def flows(self, flows: list[Flow]) -> None:
+        # Replaced whole on a mapping reload.
+        self._flows = [f for f in flows if f.mode is not FlowMode.REALTIME]
+
     def start(self) -> None:
-        if self._flows:
-            self._task = asyncio.create_task(self._run(), name="flow-scheduler")
+        self._task = asyncio.create_task(self._run(), name="flow-scheduler")
 
     async def stop(self) -> None:
         if self._task:
@@ -72,7 +80,7 @@ class Scheduler:
             except Exception:
                 log.exception("scheduler round failed")
             now = self._clock()
-            wait = min((next_due(f, now) - now).total_seconds() for f in self._flows)
+            wait = min((next_due(f, now) - now).total_seconds() for f in self._flows) if self._flows else 60.0
             await asyncio.sleep(max(1.0, min(wait, 60.0)))
 
     async def run_due(self) -> dict[str, int]:

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.bus.base import Bus, BusError, Unroutable, topic_matches
 from hub.events import CloudEvent, utcnow
+from hub.messaging.bus.base import Bus, BusError, Unroutable, topic_matches
 from hub.ports import Tx
 from hub.store.tables import outbox
 from hub.waiting import wait_event
@@ -34,6 +34,15 @@ class Outbox:
     mandatory routing they could only fail to publish."""
 
     def __init__(self, patterns: Sequence[str] = ("#",)):
+        self.patterns = patterns
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        return self._patterns
+
+    @patterns.setter
+    def patterns(self, patterns: Sequence[str]) -> None:
+        # Replaced whole on a mapping reload: a reader sees the old tuple or the new one.
         self._patterns = tuple(patterns)
 
     def routed(self, event_type: str) -> bool:

@@ -69,19 +69,20 @@ from aio_pika.exceptions import (
     PublishError,
 )
 
-from hub.bus.base import (
+from hub.config import Settings
+from hub.events import CloudEvent
+from hub.messaging.bus.base import (
     Bus,
     BusError,
     BusUnavailable,
     DeadLetter,
     Handler,
-    PermanentError,
     QueueStats,
     Route,
     Unroutable,
 )
-from hub.config import Settings
-from hub.events import CloudEvent, MalformedEvent
+from hub.messaging.redelivery import RedeliveryPolicy
+from hub.messaging.redelivery import reason_of as _reason
 from hub.waiting import within
 
 log = logging.getLogger(__name__)
@@ -108,10 +109,6 @@ _LIFE_HEADERS = (
 # dead_letters / replay / stats read the dead-letter queue by basic.get without ack; this many at most.
 MAX_BROWSE = 10_000
 _NETWORK_ERRORS = (*CONNECTION_EXCEPTIONS, TimeoutError, ConnectionError)
-
-
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _as_str(value: Any) -> str:
@@ -147,6 +144,7 @@ class RabbitBus(Bus):
         timeout: float = 10.0,
     ) -> None:
         self._settings = settings
+        self._policy = RedeliveryPolicy(settings.delivery_limit, settings.retry_backoff_seconds)
         self._url = settings.broker_url
         self._ns = settings.bus_namespace
         self._reconnect_interval = reconnect_interval
@@ -448,30 +446,23 @@ class RabbitBus(Bus):
         attempts = self._attempts(message)
         try:
             event = CloudEvent.from_json(message.body)
-        except MalformedEvent as exc:
-            await self._dead_letter(queue, message, _reason(exc), attempts)
-            return False
-        try:
             await handler(event)
         except asyncio.CancelledError:
             raise  # unsettled: closing the channel returns it
-        except (PermanentError, MalformedEvent) as exc:
-            await self._dead_letter(queue, message, _reason(exc), attempts)
-            return False
         except Exception as exc:
-            if attempts >= self._settings.delivery_limit:
-                await self._dead_letter(queue, message, _reason(exc), attempts)
+            verdict = self._policy.after(exc, attempts)
+            if verdict.dead:
+                await self._dead_letter(queue, message, verdict.reason, attempts)
             else:
-                delay = self._settings.retry_backoff_seconds * 2 ** (attempts - 1)
                 log.info(
                     "rabbitmq bus: %s on %r failed (attempt %d), retry in %.2fs: %s",
                     message.message_id,
                     queue,
                     attempts,
-                    delay,
+                    verdict.delay,
                     exc,
                 )
-                retry(message, delay)
+                retry(message, verdict.delay)
             return False
         await _settle(message.ack())
         return True

@@ -1,6 +1,6 @@
 """The embedded bus: in-process, durable through the hub's store (table `bus_messages`).
 
-Same semantics as the RabbitMQ engine (see hub.bus.base), for the one-process hub and fast tests:
+Same semantics as the RabbitMQ engine (see hub.messaging.bus.base), for the one-process hub and fast tests:
 
 - Routes (queue -> patterns) live in memory, from `declare`; messages live in `bus_messages`, so a
   crash loses nothing: a row is deleted only after its handler returned.
@@ -29,20 +29,20 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.bus.base import (
+from hub.config import Settings
+from hub.events import CloudEvent, new_id
+from hub.messaging.bus.base import (
     Bus,
     BusError,
     BusUnavailable,
     DeadLetter,
     Handler,
-    PermanentError,
     QueueStats,
     Route,
     Unroutable,
     topic_matches,
 )
-from hub.config import Settings
-from hub.events import CloudEvent, MalformedEvent, new_id
+from hub.messaging.redelivery import RedeliveryPolicy
 from hub.store.tables import bus_messages
 from hub.waiting import wait_event
 
@@ -65,14 +65,11 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
 class EmbeddedBus(Bus):
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
         self._engine = engine
         self._settings = settings
+        self._policy = RedeliveryPolicy(settings.delivery_limit, settings.retry_backoff_seconds)
         self._routes: dict[str, tuple[str, ...]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -243,32 +240,25 @@ class EmbeddedBus(Bus):
 
     async def _handle(self, row, handler: Handler) -> bool:
         """Deliver one row; True when the handler succeeded (the row is gone)."""
+        attempts = row.attempts + 1
         try:
             event = CloudEvent.from_json(row.body)
-        except MalformedEvent as exc:
-            await self._dead(row, _reason(exc), row.attempts + 1)
-            return False
-        try:
             await handler(event)
         except asyncio.CancelledError:
             raise
-        except (PermanentError, MalformedEvent) as exc:
-            await self._dead(row, _reason(exc), row.attempts + 1)
-            return False
         except Exception as exc:
-            attempts = row.attempts + 1
-            if attempts >= self._settings.delivery_limit:
-                await self._dead(row, _reason(exc), attempts)
+            verdict = self._policy.after(exc, attempts)
+            if verdict.dead:
+                await self._dead(row, verdict.reason, attempts)
             else:
-                delay = self._settings.retry_backoff_seconds * 2 ** (attempts - 1)
                 log.info(
                     "embedded bus: %s on %r failed (attempt %d): %s", row.message_id, row.queue, attempts, exc
                 )
                 await self._update(
                     row.seq,
                     attempts=attempts,
-                    available_at=_now() + timedelta(seconds=delay),
-                    reason=_reason(exc),
+                    available_at=_now() + timedelta(seconds=verdict.delay),
+                    reason=verdict.reason,
                 )
             return False
         async with self._engine.begin() as conn:

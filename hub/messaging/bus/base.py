@@ -22,6 +22,10 @@ from datetime import datetime
 from functools import lru_cache
 
 from hub.events import CloudEvent
+from hub.ports import PermanentError
+
+__all__ = ["Bus", "BusError", "BusUnavailable", "DeadLetter", "Handler", "PermanentError", "QueueStats",
+           "Route", "Unroutable", "topic_matches"]
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
 
@@ -36,10 +40,6 @@ class Unroutable(BusError):
 
 class BusUnavailable(BusError):
     """The broker cannot be reached right now; the caller keeps the event and tries later."""
-
-
-class PermanentError(Exception):
-    """Raised by a handler for a message that will never succeed: dead-letter it at once."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,105 @@
+"""`hub serve` and the commands around it: migrate, demo, export-schema, check."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hub.cli.common import fail_mapping, run, with_hub
+from hub.config.loader import MappingError
+from hub.config.settings import PROJECT_ROOT, Settings
+
+SDL_PATH = PROJECT_ROOT / "schema" / "schema.graphql"
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[bool, typer.Option("--demo", help="Load the demo data into an empty store.")] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the hub: GraphQL on http://HOST:PORT/graphql (GraphiQL in a browser).
+
+    SIGHUP, or a change of a file in the mappings folder, reloads the mapping without a restart."""
+    import uvicorn
+
+    from hub.api.app import create_app
+    from hub.cli.mappings import validate_dir
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings(demo=demo or Settings().demo)
+    try:
+        run(validate_dir, settings.mappings_dir)
+    except MappingError as exc:  # pragma: no cover - run() reports it
+        fail_mapping(exc)
+    typer.echo(
+        f"MarkITing Hub on http://{host}:{port}/graphql (store {settings.database_url.split('@')[-1]}, "
+        f"bus {settings.broker_url.split('@')[-1]})"
+    )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, lifespan="on")
+
+
+def check() -> None:
+    """Validate the mappings (an alias of `hub mappings validate`)."""
+    from hub.cli.mappings import validate
+
+    validate(None)
+
+
+def migrate() -> None:
+    """Apply database migrations, the hub's and its adapters' (the server also does this at start)."""
+
+    async def work() -> None:
+        from hub.registry import build_systems, load_mapping
+        from hub.store.db import create_engine, migrate
+
+        settings = Settings()
+        engine = create_engine(settings.database_url)
+        try:
+            mapping, located = load_mapping(settings.mappings_dir)
+            systems = build_systems(mapping, located, settings, engine)
+            await migrate(engine, systems.components())
+        finally:
+            await engine.dispose()
+        typer.echo("migrated to head")
+
+    run(work)
+
+
+def demo() -> None:
+    """Load the demo customers into the store (idempotent)."""
+
+    async def work(hub: Any) -> None:
+        from hub.demo import load_demo
+
+        created = await load_demo(hub)
+        await hub.settle(timeout=30)
+        typer.echo(f"demo data loaded: {created} customers created")
+
+    run(with_hub, work, True)
+
+
+def export_schema(
+    output: Annotated[Path, typer.Option(help="Where to write the SDL; '-' for stdout.")] = SDL_PATH,
+) -> None:
+    """Write the GraphQL SDL that channels code against (schema/schema.graphql)."""
+    from hub.api.schema import schema
+
+    sdl = schema.as_str() + "\n"
+    if str(output) == "-":
+        sys.stdout.write(sdl)
+    else:
+        output.write_text(sdl, encoding="utf-8")
+        typer.echo(f"wrote {output}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(check)
+    app.command()(migrate)
+    app.command()(demo)
+    app.command("export-schema")(export_schema)

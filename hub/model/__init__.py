@@ -1,0 +1,44 @@
+"""The domain's words (DESIGN.md) as plain typed values. No I/O, no GraphQL, no SQL: everything below
+the API imports these, and so do adapters (through hub.ports)."""
+
+from hub.model.contact import Channel, Contact, ContactEvent, ContactEventType, PropositionResponse
+from hub.model.customer import (
+    ATTRIBUTE_PREFIX,
+    GOLDEN_ID,
+    UNIFIED_FIELDS,
+    CustomerFacts,
+    CustomerView,
+    DataProblem,
+    FieldSource,
+    Key,
+    KeyKind,
+    OfferHistory,
+    Segment,
+    Shape,
+    shape_of,
+)
+from hub.model.decision import DecisionRequest, NextBestAction, Offer
+
+__all__ = [
+    "ATTRIBUTE_PREFIX",
+    "GOLDEN_ID",
+    "UNIFIED_FIELDS",
+    "Channel",
+    "Contact",
+    "ContactEvent",
+    "ContactEventType",
+    "CustomerFacts",
+    "CustomerView",
+    "DataProblem",
+    "DecisionRequest",
+    "FieldSource",
+    "Key",
+    "KeyKind",
+    "NextBestAction",
+    "Offer",
+    "OfferHistory",
+    "PropositionResponse",
+    "Segment",
+    "Shape",
+    "shape_of",
+]

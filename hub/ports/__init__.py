@@ -1,0 +1,238 @@
+"""The adapter SDK: everything an adapter author imports, and nothing else of the hub.
+
+An adapter connects one system to the hub. It is a class that takes an `AdapterContext`, declares the
+ports it implements (`ports = (ProfileSource, EventConsumer)`), may declare a pydantic `Config`
+(validated at load, errors with file and line; secrets as `SecretStr`, read from the environment with
+`${VAR}` in the mapping), and is registered under the entry-point group `markiting_hub.adapters`.
+`hub.ports.testing` is the acceptance kit every adapter runs against itself.
+
+Built-in systems share the hub's store, so the write ports take the caller's open connection (`tx`):
+their effect commits with the hub's own state and outbox row, or not at all. An external system
+ignores `tx` and is made safe by idempotency keys (the event id).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from hub.config.loader import Located, MappingError, Problem, load_located, validate
+from hub.events import CATALOG, CloudEvent, MalformedEvent, read, read_contact_event, utcnow
+from hub.model import (
+    GOLDEN_ID,
+    Channel,
+    Contact,
+    ContactEvent,
+    ContactEventType,
+    CustomerFacts,
+    DecisionRequest,
+    NextBestAction,
+    Offer,
+    OfferHistory,
+    PropositionResponse,
+    Segment,
+)
+from hub.store.types import UTCDateTime, dialect_insert
+
+if TYPE_CHECKING:
+    from hub.config.settings import Settings
+
+Tx = AsyncConnection
+# A system's record as the system names its fields; the mapping translates it into the unified view.
+Record = Mapping[str, Any]
+
+
+class NotSupported(NotImplementedError):
+    """A port that an adapter declares but cannot serve says so instead of faking it."""
+
+
+class PermanentError(Exception):
+    """Raised for a message that will never succeed: it is dead-lettered at once, with this reason."""
+
+
+class AdapterError(Exception):
+    """A system failed. The message names the system; the hub reports it as SYSTEM_UNAVAILABLE."""
+
+    def __init__(self, system: str, message: str):
+        super().__init__(f"system {system!r}: {message}")
+        self.system = system
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    ok: bool
+    detail: str = ""
+
+
+class AdapterConfig(BaseModel):
+    """Base of an adapter's typed config: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(slots=True)
+class AdapterContext:
+    """What the registry hands an adapter when it builds it."""
+
+    system: str
+    settings: Settings
+    engine: AsyncEngine  # the hub's store: for built-in systems; an external one ignores it
+    config: Any = None  # the adapter's validated `Config` instance (a plain dict when it has none)
+    mappings_dir: Path | None = None  # relative paths in config resolve from here (settings' by default)
+    timeout: float = 5.0  # the mapping's per-system timeout, seconds
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("hub.adapter"))
+
+    def __post_init__(self) -> None:
+        if self.mappings_dir is None:
+            self.mappings_dir = Path(self.settings.mappings_dir)
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    system: str
+    # The ports the class implements (checked by the registry), its config model, and its own tables:
+    # a MetaData with its Alembic versions folder, migrated under a version table of its own.
+    ports: ClassVar[tuple[type, ...]]
+
+    async def start(self) -> None: ...
+
+    async def check(self) -> Health: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ProfileSource(Protocol):
+    async def fetch(self, keys: Sequence[str]) -> Mapping[str, Record]:
+        """One batched read by the system's key (the mapping's `key`: the golden id, an email, the
+        system's own id...): a record per known key; unknown keys are left out."""
+        ...
+
+
+@runtime_checkable
+class ContactRegistry(Protocol):
+    """The CRM side of a contact: the hub owns contact ids and the identity graph, the registry is
+    told about customers and contacts in the hub's transaction."""
+
+    async def upsert_customer(self, tx: Tx, facts: CustomerFacts) -> str | None:
+        """Create or update master data; return the system's own id for the customer, if it has one
+        (the hub links it as a key of kind <system name>)."""
+        ...
+
+    async def register_contact(self, tx: Tx, contact: Contact) -> None: ...
+
+    async def end_contact(self, tx: Tx, contact: Contact) -> None: ...
+
+
+@runtime_checkable
+class DecisionEngine(Protocol):
+    async def offers(self) -> Sequence[Offer]: ...
+
+    async def decide(
+        self, requests: Sequence[DecisionRequest], pending: Sequence[ContactEvent] = ()
+    ) -> list[list[NextBestAction]]:
+        """Rank NBAs for a batch of requests, in order. `pending` are accepted events not consumed
+        yet: the engine ranks as if it had applied them (in memory only)."""
+        ...
+
+
+@runtime_checkable
+class EventConsumer(Protocol):
+    async def consume(self, tx: Tx, event: CloudEvent) -> Collection[str]:
+        """Apply one event (in `tx` when the system shares the hub's store; otherwise idempotently by
+        event id); return the golden ids of the customers whose view or NBAs changed."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """An outbound offer from CM for one customer, to be delivered through an outbound channel."""
+
+    id: str
+    customer_id: str
+    offer_id: str
+    channel: str
+    campaign_id: str | None = None
+
+
+@runtime_checkable
+class LeadManager(Protocol):
+    async def take(self, tx: Tx, leads: Sequence[Lead]) -> None:
+        """Accept leads for planning over the outbound channels."""
+        ...
+
+
+@runtime_checkable
+class OutboundChannel(Protocol):
+    async def capacity(self, day: date) -> int:
+        """How many leads the channel can deliver on `day`."""
+        ...
+
+    async def deliver(self, lead: Lead, address: Mapping[str, Any]) -> str:
+        """Deliver one lead to the current address; returns the channel's delivery id."""
+        ...
+
+
+def ports_of(adapter_class: type) -> tuple[type, ...]:
+    return tuple(getattr(adapter_class, "ports", ()))
+
+
+def tables_of(adapter_class: type) -> tuple[MetaData | None, Path | None]:
+    """An adapter's own tables and migrations folder (None, None for an adapter without tables)."""
+    return getattr(adapter_class, "metadata", None), getattr(adapter_class, "migrations", None)
+
+
+__all__ = [
+    "CATALOG",
+    "GOLDEN_ID",
+    "Adapter",
+    "AdapterConfig",
+    "AdapterContext",
+    "AdapterError",
+    "Channel",
+    "CloudEvent",
+    "Contact",
+    "ContactEvent",
+    "ContactEventType",
+    "ContactRegistry",
+    "CustomerFacts",
+    "DecisionEngine",
+    "DecisionRequest",
+    "EventConsumer",
+    "Health",
+    "Lead",
+    "LeadManager",
+    "Located",
+    "MalformedEvent",
+    "MappingError",
+    "NextBestAction",
+    "NotSupported",
+    "Offer",
+    "OfferHistory",
+    "OutboundChannel",
+    "PermanentError",
+    "Problem",
+    "ProfileSource",
+    "PropositionResponse",
+    "Record",
+    "SecretStr",
+    "Segment",
+    "Tx",
+    "UTCDateTime",
+    "dialect_insert",
+    "load_located",
+    "ports_of",
+    "read",
+    "read_contact_event",
+    "tables_of",
+    "utcnow",
+    "validate",
+]
