@@ -5,14 +5,14 @@ answers with the rest of the data and that error, never INTERNAL."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
+from hub.core.calls import call
 from hub.core.errors import SystemUnavailable
 from hub.model import ContactEvent, DecisionRequest, NextBestAction, Offer
-from hub.ports import AdapterError, DecisionEngine
+from hub.ports import DecisionEngine
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,21 +45,5 @@ class Decisions:
     ) -> list[NextBestAction]:
         return (await self.decide([request], pending))[0]
 
-    async def _call(self, what: str, call: Awaitable[T]) -> T:
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await call
-        except TimeoutError:
-            log.warning("decision engine %s: %s took over %.1fs", self.system, what, self._timeout)
-            raise SystemUnavailable(
-                f"system {self.system!r} is unavailable (no answer within {self._timeout:g}s)",
-                system=self.system,
-            ) from None
-        except AdapterError as exc:
-            log.warning("decision engine %s: %s failed: %s", self.system, what, exc)
-            raise SystemUnavailable(f"{exc}", system=self.system) from None
-        except Exception as exc:
-            log.warning("decision engine %s: %s failed", self.system, what, exc_info=exc)
-            raise SystemUnavailable(
-                f"system {self.system!r} is unavailable ({type(exc).__name__})", system=self.system
-            ) from None
+    async def _call(self, what: str, awaitable: Awaitable[T]) -> T:
+        return await call(self.system, self._timeout, what, awaitable)

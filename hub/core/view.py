@@ -15,11 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.config.mapping import HubMapping
+from hub.core.calls import why
 from hub.core.contacts import ContactService
 from hub.core.identity import IdentityGraph
 from hub.core.translate import Fragment, Translator
 from hub.model import CustomerView
-from hub.ports import AdapterError, ProfileSource, Record
+from hub.ports import ProfileSource, Record
 from hub.store.tables import customers
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class ViewAssembler:
         failed: dict[str, str] = {}
         for name, result in zip(names, per_system, strict=True):
             if isinstance(result, BaseException):
-                failed[name] = _why(name, result, self._mapping.systems[name].timeout_seconds)
+                failed[name] = why(result, self._mapping.systems[name].timeout_seconds)
                 log.warning("profile source %s failed: %r", name, result)
                 continue
             for cid, (record, fetched_at) in result.items():
@@ -122,13 +123,3 @@ class ViewAssembler:
             if record is not None:
                 found[cid] = (record, now)
         return found
-
-
-def _why(system: str, exc: BaseException, timeout: float) -> str:
-    """What callers may read: a timeout, an adapter's own words, or only the kind of failure (the log
-    has the whole error; an answer never carries SQL or paths)."""
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {timeout:g}s"
-    if isinstance(exc, AdapterError):
-        return str(exc)
-    return type(exc).__name__
