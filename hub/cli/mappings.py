@@ -66,7 +66,7 @@ def test(mappings_dir: DirArg = None) -> None:
         typer.echo(f"{'ok  ' if r.ok else 'FAIL'} {r.name} ({r.where})")
         for line in r.diff:
             typer.echo(f"       {line}")
-    typer.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    typer.echo(f"mapping tests: {len(results) - len(failed)} ok, {len(failed)} failing")
     if failed or not results:
         if not results:
             typer.echo(f"no mapping tests found in {folder}", err=True)

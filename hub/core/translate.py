@@ -28,7 +28,7 @@ from hub.model import (
 )
 
 HUB_SYSTEM = "hub"  # the hub's own fields (contacts) in lineage
-_MISSING = object()
+MISSING = object()
 
 
 @dataclass(slots=True)
@@ -52,21 +52,21 @@ def get_path(record: Any, path: str) -> Any:
         part = parts[i]
         if part == "*":
             if not isinstance(node, list):
-                return _MISSING
+                return MISSING
             items = [walk(item, i + 1) for item in node]
-            return [v for v in items if v is not _MISSING and v is not None]
+            return [v for v in items if v is not MISSING and v is not None]
         if isinstance(node, Mapping):
-            return walk(node[part], i + 1) if part in node else _MISSING
+            return walk(node[part], i + 1) if part in node else MISSING
         if isinstance(node, list) and part.isdigit():
             idx = int(part)
-            return walk(node[idx], i + 1) if idx < len(node) else _MISSING
-        return _MISSING
+            return walk(node[idx], i + 1) if idx < len(node) else MISSING
+        return MISSING
 
     return walk(record, 0)
 
 
 def _empty(v: Any) -> bool:
-    return v is None or v is _MISSING or v == "" or v == [] or v == {}
+    return v is None or v is MISSING or v == "" or v == [] or v == {}
 
 
 def _text(v: Any) -> str:
@@ -209,7 +209,7 @@ class Translator:
         if fmap.template is not None:
             parts = {p: get_path(record, p) for p in _TEMPLATE_FIELD.findall(fmap.template)}
             if all(_empty(v) for v in parts.values()):
-                value: Any = _MISSING
+                value: Any = MISSING
             else:
                 value = _TEMPLATE_FIELD.sub(
                     lambda m: "" if _empty(parts[m.group(1)]) else str(parts[m.group(1)]), fmap.template

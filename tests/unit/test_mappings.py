@@ -51,6 +51,10 @@ def test_shipped_mapping_is_valid():
         ("  attributes: [crm, cm]", "  attributes: [crm, web]", "survivorship.attributes[1]", "no system named"),
         ("    source: hub\n", "    sourse: hub\n", "flows[0].sourse", "Extra inputs"),
         ('    events: ["customer.*"]', '    events: ["customer..x"]', "flows[1].events", "not a routing-key"),
+        ("      emails: emails\n", "      emials: emails\n", "systems.crm.profile.emials", "unknown unified field"),
+        ("    key: id               #", "    key: loyalty_no       #", "systems.crm.key", "unknown key kind"),
+        ("  attributes: [crm, cm]", "  attributes: newest", "survivorship.attributes", "newest needs updated_at"),
+        ("  contact_registry: crm", "  contact_registry: [crm, cm]", "roles.contact_registry", "one system"),
     ],
 )
 def test_broken_mapping_names_file_line_and_field(mappings, old, new, field, message):
@@ -71,3 +75,31 @@ def test_duplicate_key_is_an_error(mappings):
     (mappings / "hub.yaml").write_text(text.replace("roles:\n", "roles:\n  contact_registry: crm\n", 1))
     problems = problems_of(mappings)
     assert any("roles.contact_registry: duplicate key" in p for p in problems), problems
+
+
+def test_unknown_roles_and_missing_required_roles_are_named(mappings):
+    path = mappings / "hub.yaml"
+    text = path.read_text()
+    path.write_text(text.replace("  decision_engine: cm ", "  decision_boss: cm ", 1))
+    problems = problems_of(mappings)
+    assert any(":13:3: roles.decision_boss: unknown role 'decision_boss'" in p for p in problems), problems
+    assert any("roles: no system plays decision_engine" in p for p in problems), problems
+
+
+def test_reserved_system_names(mappings):
+    path = mappings / "hub.yaml"
+    path.write_text(path.read_text().replace("  crm:\n    adapter", "  hub:\n    adapter", 1))
+    assert any("systems.hub: 'hub' is reserved" in p for p in problems_of(mappings))
+
+
+def test_problems_carry_line_and_column(mappings):
+    line = edit(mappings / "hub.yaml", "    mode: realtime\n", "    mode: hourly\n")
+    (problem,) = [p for p in problems_of(mappings) if "flows[0].mode" in p]
+    assert problem.startswith(f"{mappings / 'hub.yaml'}:{line}:5: flows[0].mode: ")
+
+
+def test_a_role_played_by_a_system_without_the_port_points_at_the_role(mappings):
+    path = mappings / "hub.yaml"
+    path.write_text(path.read_text().replace("    adapter: builtin-crm\n", "    adapter: builtin-cm\n", 1))
+    (problem,) = problems_of(mappings)
+    assert ":12:3: roles.contact_registry: system 'crm' (builtin-cm) does not implement ContactRegistry" in problem
