@@ -117,8 +117,7 @@ async def crm_server():
     await task
 
 
-async def test_an_external_crm_with_its_own_ids_plays_the_contact_registry(tmp_path, monkeypatch, crm_server):
-    base_url, store, contacts = crm_server
+def external_crm_mapping(tmp_path, monkeypatch, base_url: str, essential: bool = False):
     installed = registry.adapter_factories()
     ours = EntryPoint("external-crm", f"{__name__}:ExternalCRM", registry.ENTRY_POINT_GROUP)
     monkeypatch.setattr(registry, "adapter_factories", lambda: {**installed, "external-crm": ours})
@@ -130,6 +129,7 @@ async def test_an_external_crm_with_its_own_ids_plays_the_contact_registry(tmp_p
     hub_yaml.write_text(text.replace(crm_block, f"""  crm:
     adapter: external-crm
     key: crm               # read by the CRM's own id, a key kind of its own
+    essential: {str(essential).lower()}
     config:
       base_url: {base_url}
     profile:
@@ -137,6 +137,12 @@ async def test_an_external_crm_with_its_own_ids_plays_the_contact_registry(tmp_p
       emails: primaryEmail
       attributes.tier: tier
 """))
+    return mappings
+
+
+async def test_an_external_crm_with_its_own_ids_plays_the_contact_registry(tmp_path, monkeypatch, crm_server):
+    base_url, store, contacts = crm_server
+    mappings = external_crm_mapping(tmp_path, monkeypatch, base_url)
     hub = Hub(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}", mappings_dir=mappings))
     await hub.start()
     try:
@@ -163,5 +169,26 @@ async def test_an_external_crm_with_its_own_ids_plays_the_contact_registry(tmp_p
             again = (await gql(client, START, {"input": {
                 "channel": "WEBSITE", "identification": {"email": "anna@example.com"}}}))["startContact"]
             assert again["customer"]["id"] == cid and list(store) == ["CRM-000123"]
+    finally:
+        await hub.close()
+
+
+@pytest.mark.parametrize("essential", [False, True])
+async def test_the_hub_serves_with_a_system_down_and_healthz_says_so(tmp_path, monkeypatch, essential):
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    mappings = external_crm_mapping(tmp_path, monkeypatch, dead, essential=essential)
+    hub = Hub(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}", mappings_dir=mappings))
+    await hub.start()
+    try:
+        transport = httpx.ASGITransport(app=create_app(hub=hub))
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
+            health = await client.get("/healthz")
+            body = health.json()
+            assert body["systems"]["crm"]["ok"] is False and body["systems"]["cm"]["ok"] is True
+            assert body["degraded"] is True
+            assert health.status_code == (503 if essential else 200) and body["ok"] is (not essential)
+            assert dead not in health.text  # no addresses in an answer
+            offers = await gql(client, "{ offers { id } }")  # the rest still serves
+            assert offers["offers"]
     finally:
         await hub.close()

@@ -164,3 +164,50 @@ async def test_unexpected_errors_are_masked_and_coded(client, hub, caplog):
     assert [e["extensions"]["code"] for e in body["errors"]] == ["INTERNAL"]
     assert "hunter2" not in str(body)
     assert "hunter2" in caplog.text  # operators still see it
+
+
+async def test_a_failing_decision_engine_gives_partial_data_naming_it(client, hub, caplog):
+    """CM down: contacts still start, events are still recorded, the view still answers; the NBAs are
+    empty with a SYSTEM_UNAVAILABLE error naming CM beside the data, never INTERNAL."""
+    cm = hub.systems.one("decision_engine")
+    real_decide = cm.decide
+
+    async def down(requests, pending=()):
+        raise ConnectionError("cm at 10.0.0.7:5432 refused password=hunter2")
+
+    cm.decide = down
+    body = await gql(client, START, {"input": {"channel": "WEBSITE", "identification": {"email": "nba@example.com"}}},
+                     ok=False)
+    started = body["data"]["startContact"]
+    assert started["contact"]["id"] and started["nextBestActions"] == []
+    assert [(e["extensions"]["code"], e["extensions"]["system"], e["path"]) for e in body["errors"]] == [
+        ("SYSTEM_UNAVAILABLE", "cm", ["startContact", "nextBestActions"])]
+    assert "hunter2" not in str(body) and "10.0.0.7" not in str(body)
+    assert "hunter2" in caplog.text  # the log has it whole
+
+    recorded = await gql(client, RECORD, {"contactId": started["contact"]["id"],
+                                          "events": [{"type": "INTEREST_SHOWN", "topic": "mortgage"}]}, ok=False)
+    assert recorded["data"]["recordContactEvents"]["accepted"] == 1
+    assert [e["extensions"]["code"] for e in recorded["errors"]] == ["SYSTEM_UNAVAILABLE"]
+
+    # Two customers' NBAs in one request are one decision call (batched), and both are partial.
+    calls: list[int] = []
+
+    async def counting(requests, pending=()):
+        calls.append(len(requests))
+        raise TimeoutError
+
+    cm.decide = counting
+    other = (await gql(client, START, {"input": {"channel": "EMAIL", "identification": {"email": "nba2@example.com"}}},
+                        ok=False))["data"]["startContact"]
+    calls.clear()
+    query = 'query($a: ID!, $b: ID!) { a: customer(id: $a) { name nextBestActions { offerId } } ' \
+            'b: customer(id: $b) { nextBestActions(channel: EMAIL) { offerId } } }'
+    body = await gql(client, query, {"a": started["customer"]["id"], "b": other["customer"]["id"]}, ok=False)
+    assert calls == [2]
+    assert body["data"]["a"]["nextBestActions"] == [] and body["data"]["b"]["nextBestActions"] == []
+    assert {e["extensions"]["code"] for e in body["errors"]} == {"SYSTEM_UNAVAILABLE"}
+
+    cm.decide = real_decide
+    body = await gql(client, query, {"a": started["customer"]["id"], "b": other["customer"]["id"]})
+    assert body["a"]["nextBestActions"]
