@@ -21,6 +21,7 @@ from hub.api.context import Context
 from hub.api.schema import Mutation, Query, Subscription, build_schema
 from hub.config import Settings
 from hub.demo import load_demo
+from hub.roles import PROFILE_SOURCE
 from hub.runtime import Hub
 
 Op = Callable[[], Awaitable[object]]
@@ -68,7 +69,7 @@ async def main(rounds: int) -> None:
             f"c{i}: customer(id: $c{i}) {{ name emails segments {{ id }} offerHistory {{ offerId shown }} }}"
             for i in range(10)) + " }"
         variables = {f"c{i}": cid for i, cid in enumerate(ids)}
-        systems = list(hub.systems.profile_sources)
+        systems = list(hub.systems.all(PROFILE_SOURCE))
 
         async def cached() -> object:
             return await gql(many, variables)

@@ -12,34 +12,35 @@ from typing import Any
 
 from cachetools import TTLCache
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.config.mapping import HubMapping
 from hub.core.calls import why
 from hub.core.contacts import ContactService
 from hub.core.identity import IdentityGraph
 from hub.core.translate import Fragment, Translator
-from hub.model import CustomerView
-from hub.ports import ProfileSource, Record
+from hub.model import GOLDEN_ID, CustomerView
+from hub.ports import ProfileSource
 from hub.store.tables import customers
 
 log = logging.getLogger(__name__)
 
 _MISSING = object()
-Entry = tuple[Record | None, datetime]  # a system's record (None: it does not know the customer), read at
 
 
 class ProfileCache:
-    """Adapter reads keyed per (system, customer); events that change a customer clear its entries."""
+    """Adapter reads keyed per (system, customer), kept translated (a fragment; None when the system
+    does not know the customer). Events that change a customer clear its entries; a mapping reload
+    clears them all."""
 
     def __init__(self, ttl: float, maxsize: int):
-        self._cache: TTLCache[tuple[str, str], Entry] = TTLCache(maxsize=maxsize, ttl=ttl)
+        self._cache: TTLCache[tuple[str, str], Fragment | None] = TTLCache(maxsize=maxsize, ttl=ttl)
 
     def get(self, system: str, customer_id: str) -> Any:
         return self._cache.get((system, customer_id), _MISSING)
 
-    def put(self, system: str, customer_id: str, record: Record | None, fetched_at: datetime) -> None:
-        self._cache[(system, customer_id)] = (record, fetched_at)
+    def put(self, system: str, customer_id: str, fragment: Fragment | None) -> None:
+        self._cache[(system, customer_id)] = fragment
 
     def invalidate(self, customer_ids: Iterable[str], systems: Iterable[str]) -> None:
         names = tuple(systems)
@@ -70,22 +71,25 @@ class ViewAssembler:
         self._graph = IdentityGraph()
 
     async def existing(self, customer_ids: Sequence[str]) -> set[str]:
-        ids = [c for c in dict.fromkeys(customer_ids) if 0 < len(c) <= 40]
+        ids = _plausible(customer_ids)
         if not ids:
             return set()
         async with self._engine.connect() as conn:
-            rows = await conn.execute(select(customers.c.id).where(customers.c.id.in_(ids)))
-            return {r.id for r in rows}
+            return await _existing(conn, ids)
 
     async def load_many(self, customer_ids: Sequence[str]) -> list[CustomerView | None]:
-        known = await self.existing(customer_ids)
-        ids = [c for c in dict.fromkeys(customer_ids) if c in known]
+        ids = _plausible(customer_ids)
+        if not ids:
+            return [None for _ in customer_ids]
+        # The hub's own reads (which customers exist, their recent contacts) share one connection.
+        async with self._engine.connect() as conn:
+            known = await _existing(conn, ids)
+            ids = [c for c in ids if c in known]
+            recent = await self._contacts.recent(ids, conn) if ids else {}
         if not ids:
             return [None for _ in customer_ids]
         names = list(self._sources)
-        recent_task = asyncio.ensure_future(self._contacts.recent(ids))
         per_system = await asyncio.gather(*(self._read(n, ids) for n in names), return_exceptions=True)
-        recent = await recent_task
         fragments: dict[str, list[Fragment]] = {cid: [] for cid in ids}
         failed: dict[str, str] = {}
         for name, result in zip(names, per_system, strict=True):
@@ -93,33 +97,46 @@ class ViewAssembler:
                 failed[name] = why(result, self._mapping.systems[name].timeout_seconds)
                 log.warning("profile source %s failed: %r", name, result)
                 continue
-            for cid, (record, fetched_at) in result.items():
-                fragments[cid].append(self._translator.translate(name, record, fetched_at))
+            for cid, fragment in result.items():
+                fragments[cid].append(fragment)
         views = {cid: self._translator.merge(cid, fragments[cid], recent.get(cid, ()), failed) for cid in ids}
         return [views.get(cid) for cid in customer_ids]
 
-    async def _read(self, system: str, ids: Sequence[str]) -> dict[str, tuple[Record, datetime]]:
-        """The system's records for these customers, from the cache or one batched fetch."""
-        found: dict[str, tuple[Record, datetime]] = {}
+    async def _read(self, system: str, ids: Sequence[str]) -> dict[str, Fragment]:
+        """The system's fragments of these customers, from the cache or one batched fetch."""
+        found: dict[str, Fragment] = {}
         missing: list[str] = []
         for cid in ids:
             hit = self._cache.get(system, cid)
             if hit is _MISSING:
                 missing.append(cid)
-            elif hit[0] is not None:
+            elif hit is not None:
                 found[cid] = hit
         if not missing:
             return found
         cfg = self._mapping.systems[system]
         async with asyncio.timeout(cfg.timeout_seconds):
-            async with self._engine.connect() as conn:
-                keys = await self._graph.keys_of(conn, cfg.key, missing)
+            if cfg.key == GOLDEN_ID:  # the system shares the hub's ids: no look-up
+                keys = {cid: cid for cid in missing}
+            else:
+                async with self._engine.connect() as conn:
+                    keys = await self._graph.keys_of(conn, cfg.key, missing)
             fetched = await self._sources[system].fetch(list(dict.fromkeys(keys.values()))) if keys else {}
         now = datetime.now(UTC)
         for cid in missing:
             key = keys.get(cid)
             record = fetched.get(key) if key is not None else None
-            self._cache.put(system, cid, record, now)
-            if record is not None:
-                found[cid] = (record, now)
+            fragment = self._translator.translate(system, record, now) if record is not None else None
+            self._cache.put(system, cid, fragment)
+            if fragment is not None:
+                found[cid] = fragment
         return found
+
+
+def _plausible(customer_ids: Sequence[str]) -> list[str]:
+    return [c for c in dict.fromkeys(customer_ids) if 0 < len(c) <= 40]
+
+
+async def _existing(conn: AsyncConnection, ids: list[str]) -> set[str]:
+    rows = await conn.execute(select(customers.c.id).where(customers.c.id.in_(ids)))
+    return {r.id for r in rows}

@@ -211,3 +211,15 @@ async def test_a_failing_decision_engine_gives_partial_data_naming_it(client, hu
     cm.decide = real_decide
     body = await gql(client, query, {"a": started["customer"]["id"], "b": other["customer"]["id"]})
     assert body["a"]["nextBestActions"]
+
+
+async def test_the_view_carries_the_newest_contacts_from_the_hub(client, hub):
+    first = await start_contact(client, email="many@example.com")
+    ids = [first["contact"]["id"]]
+    for _ in range(24):
+        ids.append((await start_contact(client, email="many@example.com"))["contact"]["id"])
+    data = await gql(client, 'query($id: ID!) { customer(id: $id) { contacts { id } sources { field system } } }',
+                     {"id": first["customer"]["id"]})
+    shown = [c["id"] for c in data["customer"]["contacts"]]
+    assert shown == list(reversed(ids))[:20]  # newest first, at most 20
+    assert {"field": "contacts", "system": "hub"} in data["customer"]["sources"]
