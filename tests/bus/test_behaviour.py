@@ -160,6 +160,20 @@ async def test_replay_returns_a_dead_letter_to_its_queue(bus):
     assert await bus.drain("audit", audit) == 1
 
 
+async def test_a_replayed_letter_that_fails_again_is_sent_back_once_per_replay(bus):
+    await bus.declare([Route("cm", ("contact.#",))])
+    broken = Recorder(fail=lambda e, n: PermanentError("still broken"))
+    await bus.consume("cm", broken)
+    sent = event()
+    await bus.publish(sent)
+    (letter,) = await eventually(lambda: bus.dead_letters("cm"))
+    for attempt in range(2, 5):
+        assert await bus.replay([letter.id]) == 1
+        await eventually(lambda n=attempt: broken.calls.count(sent.id) == n)
+        (letter,) = await eventually(lambda: bus.dead_letters("cm"))
+    assert broken.calls.count(sent.id) == 4
+
+
 async def test_replay_all(bus):
     await bus.declare([Route("cm", ("contact.#",))])
     broken = Recorder(fail=lambda e, n: PermanentError("no"))

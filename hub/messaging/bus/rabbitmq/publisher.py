@@ -1,0 +1,86 @@
+"""Publishing: CloudEvents in structured mode, with publisher confirms and `mandatory`, and the broker's
+answers mapped to the bus's errors (basic.return -> Unroutable; nack or lost connection ->
+BusUnavailable, so the outbox relay keeps the event and tries again)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import aio_pika
+from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.exceptions import DeliveryError, PublishError
+
+from hub.events import CloudEvent
+from hub.messaging.bus.base import BusUnavailable, Unroutable
+from hub.messaging.bus.rabbitmq.amqp import NETWORK_ERRORS
+from hub.messaging.bus.rabbitmq.topology import Topology
+from hub.messaging.redelivery import reason_of
+
+CONTENT_TYPE = "application/cloudevents+json"
+
+
+def message_for(event: CloudEvent) -> aio_pika.Message:
+    return aio_pika.Message(
+        body=event.to_json(),
+        content_type=CONTENT_TYPE,
+        message_id=event.id,
+        correlation_id=event.correlationid,
+        type=event.type,
+        timestamp=event.time,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+class Publisher:
+    """The confirming channel and its exchange handles; None until `open`/`attach`, and again after
+    `reset` (then publishing raises BusUnavailable)."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        connection: Callable[[], AbstractRobustConnection],
+        timeout: float,
+    ) -> None:
+        self._topology = topology
+        self._connection = connection
+        self._timeout = timeout
+        self.channel: AbstractRobustChannel | None = None
+        self.events: AbstractExchange | None = None
+        self.dlx: AbstractExchange | None = None
+
+    async def open(self) -> None:
+        self.channel = await self._connection().channel(publisher_confirms=True, on_return_raises=True)
+
+    async def attach(self) -> None:
+        """(Re)take the exchange handles on the publishing channel (after each declare of the base)."""
+        assert self.channel is not None
+        # Exchange handles on the publishing channel (robust=False: restored by us, not aio-pika).
+        self.events = await self._topology.declare_events_exchange(self.channel)
+        self.dlx = await self._topology.declare_dlx(self.channel)
+
+    def reset(self) -> None:
+        self.channel = self.events = self.dlx = None
+
+    async def publish(self, event: CloudEvent) -> None:
+        await self.send(self.events, message_for(event), event.type)
+
+    async def publish_raw(self, routing_key: str, body: bytes, message_id: str | None = None) -> None:
+        """Publish bytes as they are (tests and tools: e.g. a malformed message)."""
+        message = aio_pika.Message(
+            body=body, message_id=message_id, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+        )
+        await self.send(self.events, message, routing_key)
+
+    async def send(self, exchange: AbstractExchange | None, message: aio_pika.Message, key: str) -> None:
+        """Publish confirmed and mandatory to `exchange` (None: not connected)."""
+        self._connection()  # BusError when the bus was never started
+        if exchange is None:
+            raise BusUnavailable("the bus is not connected")
+        try:
+            await exchange.publish(message, routing_key=key, mandatory=True, timeout=self._timeout)
+        except PublishError as exc:
+            raise Unroutable(f"no queue is bound for routing key {key!r} ({exc})") from exc
+        except DeliveryError as exc:
+            raise BusUnavailable(f"the broker refused the message (nack): {exc}") from exc
+        except NETWORK_ERRORS as exc:
+            raise BusUnavailable(f"the broker is not reachable: {reason_of(exc)}") from exc
