@@ -82,7 +82,10 @@ def validate_config(
     adapter_class: type, raw: Mapping[str, Any], loc: Loc, located: Located, problems: list[Problem]
 ) -> Any:
     """The adapter's typed config, or None with the problems (file, line, field) added."""
+    before = len(problems)
     data = interpolate(raw, loc, located, problems)
+    if len(problems) > before:
+        return None  # an unset variable is the one problem to tell, not also the empty value it left
     model: type[BaseModel] | None = getattr(adapter_class, "Config", None)
     if model is None:
         return dict(data)

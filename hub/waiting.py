@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 async def wait_event(event: asyncio.Event, seconds: float) -> bool:
@@ -25,3 +28,28 @@ async def within(awaitable: Awaitable[object], seconds: float) -> None:
     """Await something for at most `seconds` (raises TimeoutError past that)."""
     async with asyncio.timeout(seconds):
         await awaitable
+
+
+async def bounded(awaitable: Awaitable[T], seconds: float) -> T:
+    """The awaitable's result within `seconds`, else TimeoutError at once.
+
+    The work runs in a task of its own: on time-out it is cancelled and left to clean up in the
+    background, so a driver that shields its clean-up (SQLAlchemy closing an asyncpg connection waits
+    up to 2 s) cannot stretch the caller's bound. Cancelling the caller cancels the work too."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    task.add_done_callback(_retrieve)
+    raise TimeoutError(f"no answer within {seconds:g}s")
+
+
+def _retrieve(task: asyncio.Task[object]) -> None:
+    # The caller has gone on: read the outcome so asyncio does not warn that it was never retrieved.
+    if not task.cancelled():
+        task.exception()

@@ -5,13 +5,13 @@ goes to the log, so an answer never carries SQL, paths or stack traces."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable
 from typing import TypeVar
 
 from hub.core.errors import SystemUnavailable
 from hub.ports import AdapterError
+from hub.waiting import bounded
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -22,15 +22,14 @@ def why(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, TimeoutError):
         return f"no answer within {timeout:g}s"
     if isinstance(exc, AdapterError):
-        return str(exc)
+        return exc.reason
     return type(exc).__name__
 
 
 async def call(system: str, timeout: float, what: str, awaitable: Awaitable[T]) -> T:
     """Await a system's answer for at most `timeout` seconds; SystemUnavailable naming it otherwise."""
     try:
-        async with asyncio.timeout(timeout):
-            return await awaitable
+        return await bounded(awaitable, timeout)
     except Exception as exc:
         log.warning("system %s: %s failed", system, what, exc_info=exc)
         raise SystemUnavailable(

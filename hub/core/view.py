@@ -22,6 +22,7 @@ from hub.core.translate import Fragment, Translator
 from hub.model import GOLDEN_ID, CustomerView
 from hub.ports import ProfileSource
 from hub.store.tables import customers
+from hub.waiting import bounded
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +116,13 @@ class ViewAssembler:
         if not missing:
             return found
         cfg = self._mapping.systems[system]
-        async with asyncio.timeout(cfg.timeout_seconds):
-            if cfg.key == GOLDEN_ID:  # the system shares the hub's ids: no look-up
-                keys = {cid: cid for cid in missing}
-            else:
-                async with self._engine.connect() as conn:
-                    keys = await self._graph.keys_of(conn, cfg.key, missing)
-            fetched = await self._sources[system].fetch(list(dict.fromkeys(keys.values()))) if keys else {}
+        if cfg.key == GOLDEN_ID:  # the system shares the hub's ids: no look-up
+            keys = {cid: cid for cid in missing}
+        else:  # the hub's own store: not counted against the system's timeout
+            async with self._engine.connect() as conn:
+                keys = await self._graph.keys_of(conn, cfg.key, missing)
+        wanted = list(dict.fromkeys(keys.values()))
+        fetched = await bounded(self._sources[system].fetch(wanted), cfg.timeout_seconds) if wanted else {}
         now = datetime.now(UTC)
         for cid in missing:
             key = keys.get(cid)

@@ -64,6 +64,7 @@ class AdapterError(Exception):
     def __init__(self, system: str, message: str):
         super().__init__(f"system {system!r}: {message}")
         self.system = system
+        self.reason = message  # what callers read, beside the system's name
 
 
 @dataclass(frozen=True, slots=True)

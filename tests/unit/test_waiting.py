@@ -51,3 +51,52 @@ async def test_outbox_relay_stops_when_woken_at_the_moment_it_is_stopped(store_e
         stopping = asyncio.create_task(relay.stop())
         done, _ = await asyncio.wait({stopping}, timeout=2)  # not wait_for: it has the same bug
         assert done, "the relay did not stop: its cancellation was swallowed"
+
+
+async def test_bounded_answers_at_its_bound_even_when_the_work_shields_its_cleanup():
+    """A driver that shields its clean-up on cancel (SQLAlchemy closing an asyncpg connection) must
+    not stretch a system's timeout: the caller hears at the bound, the clean-up finishes later."""
+    from hub.waiting import bounded
+
+    cleaned = asyncio.Event()
+
+    async def slow_read() -> str:
+        try:
+            await asyncio.sleep(30)
+            return "late"
+        except asyncio.CancelledError:
+            await asyncio.shield(_cleanup(cleaned))
+            raise
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        await bounded(slow_read(), 0.05)
+    assert loop.time() - started < 2.0  # the clean-up below takes 3 s
+    assert not cleaned.is_set()
+    assert await bounded(asyncio.sleep(0, result="now"), 1) == "now"
+
+
+async def _cleanup(done: asyncio.Event) -> None:
+    await asyncio.sleep(3)
+    done.set()
+
+
+async def test_cancelling_the_caller_cancels_the_bounded_work():
+    from hub.waiting import bounded
+
+    cancelled = asyncio.Event()
+
+    async def work() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    caller = asyncio.create_task(bounded(work(), 10))
+    await asyncio.sleep(0.01)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await asyncio.wait_for(cancelled.wait(), 1)
