@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import typer
 
-from hub.cli.common import FAILED, run
+from hub.cli.common import FAILED, INVALID, run
+from hub.config.loader import MappingError
 from hub.config.settings import Settings
 from hub.ports import Health, ports_of
+from hub.waiting import bounded
 
 app = typer.Typer(help="Adapters: the code that connects a system to the hub.", no_args_is_help=True)
 
@@ -33,37 +36,59 @@ def list_() -> None:
         typer.echo(f"{name}\t{package}\t{ep.value}\t{ports}")
 
 
+STORE = "(hub store)"
+
+
 async def check_systems(settings: Settings) -> dict[str, Health]:
-    """Build and start every configured system, then ask each for its health (bounded)."""
+    """The hub's store, then every configured system: started and asked for its health, each bounded.
+    One that is down is reported, never a reason to stop checking the others."""
     from hub.registry import build_systems, load_mapping
     from hub.store.db import create_engine, migrate
 
     mapping, located = load_mapping(settings.mappings_dir)
     engine = create_engine(settings.database_url)
     systems = build_systems(mapping, located, settings, engine)
+    results: dict[str, Health] = {}
     try:
-        await migrate(engine, systems.components())
-        await systems.start()
-        return dict(
-            zip(
-                systems.adapters,
-                await asyncio.gather(*(_health(a) for a in systems.adapters.values())),
-                strict=True,
-            )
+        store = await _bounded(migrate(engine, systems.components()))
+        results[STORE] = store or Health(True, "reachable, migrated")
+        started = await asyncio.gather(*(_bounded(a.start()) for a in systems.adapters.values()))
+        healths = await asyncio.gather(
+            *(_done(failed) if failed else _health(a)
+              for a, failed in zip(systems.adapters.values(), started, strict=True))
         )
+        results.update(zip(systems.adapters, healths, strict=True))
+        return results
     finally:
         await systems.close()
         await engine.dispose()
 
 
+async def _bounded(work: Any) -> Health | None:
+    """None when the work succeeded, else why not (only the kind of failure: an exception's text may
+    carry a DSN or a token)."""
+    try:
+        await bounded(work, CHECK_TIMEOUT)
+    except TimeoutError:
+        return Health(False, f"no answer within {CHECK_TIMEOUT:g}s")
+    except MappingError:
+        raise
+    except Exception as exc:
+        return Health(False, f"failed ({type(exc).__name__})")
+    return None
+
+
+async def _done(health: Health) -> Health:
+    return health
+
+
 async def _health(adapter: Any) -> Health:
     try:
-        async with asyncio.timeout(CHECK_TIMEOUT):
-            return await adapter.check()
+        return await bounded(adapter.check(), CHECK_TIMEOUT)
     except TimeoutError:
         return Health(False, f"no answer within {CHECK_TIMEOUT:g}s")
     except Exception as exc:
-        return Health(False, f"{type(exc).__name__}: {exc}".splitlines()[0])
+        return Health(False, type(exc).__name__)
 
 
 @app.command("check")
@@ -74,3 +99,28 @@ def check() -> None:
         typer.echo(f"{'up  ' if health.ok else 'DOWN'} {name}\t{health.detail}")
     if not all(h.ok for h in results.values()):
         raise typer.Exit(FAILED)
+
+
+@app.command("new")
+def new(
+    name: str = typer.Argument(..., help="the adapter's entry-point name, e.g. loyalty or acme-crm"),
+    directory: Path | None = typer.Option(
+        None, "--dir", help="where to write the package (default: ./NAME-adapter); new or empty"
+    ),
+) -> None:
+    """Write a ready-to-install adapter package (HTTP+JSON, ProfileSource + EventConsumer) whose tests
+    run the acceptance kit against a local server playing the system."""
+    from hub.cli.scaffold import Names, ScaffoldError, scaffold
+    from hub.registry import adapter_factories
+
+    try:
+        names = Names.of(name)
+        if name in adapter_factories():
+            raise ScaffoldError(f"an adapter named {name!r} is installed already; choose another name")
+        target = directory or Path(names.distribution)
+        written = scaffold(name, target)
+    except ScaffoldError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(INVALID) from None
+    typer.echo(f"wrote {len(written)} files to {target}/ (adapter {name}, package {names.module})")
+    typer.echo(f"next: pip install -e '{target}[dev]' && (cd {target} && pytest -q)")
