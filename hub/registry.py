@@ -4,6 +4,7 @@ concrete adapter; it asks `Systems` for a role's player."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import re
@@ -23,12 +24,17 @@ from hub.config.settings import Settings
 from hub.ports import Adapter, AdapterContext, ports_of, tables_of
 from hub.roles import ROLES, Implied
 from hub.store.db import Component
+from hub.waiting import bounded
 
 ENTRY_POINT_GROUP = "markiting_hub.adapters"
 MAPPING_FILE = "hub.yaml"
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 log = logging.getLogger(__name__)
+
+
+class EssentialSystemDown(RuntimeError):
+    """A system the mapping marks `essential` cannot be reached: the hub does not start without it."""
 
 
 def adapter_factories() -> dict[str, EntryPoint]:
@@ -131,17 +137,27 @@ class Systems:
         return list(seen.values())
 
     async def start(self) -> None:
+        """Start every system. One that fails is served all the same (its calls fail until it is back:
+        adapters reconnect lazily), unless it is essential: then the hub refuses to start, and so it
+        does when an essential system's health check says it is down."""
         for name, adapter in self.adapters.items():
+            cfg = self.mapping.systems[name]
             try:
                 await adapter.start()
-            except MappingError:
+                if cfg.essential:
+                    health = await bounded(adapter.check(), cfg.timeout_seconds)
+                    if not health.ok:
+                        raise EssentialSystemDown(f"essential system {name!r} is down: {health.detail}")
+            except (MappingError, EssentialSystemDown):
                 raise
             except Exception as exc:
-                if self.mapping.systems[name].essential:
-                    raise
+                if cfg.essential:
+                    raise EssentialSystemDown(
+                        f"essential system {name!r} is down ({type(exc).__name__})"
+                    ) from exc
                 # A system that is down must not keep the hub from serving the others.
-                self.start_errors[name] = f"{type(exc).__name__}: {exc}"
-                log.warning("system %s did not start (%s); serving without it", name, self.start_errors[name])
+                self.start_errors[name] = type(exc).__name__
+                log.warning("system %s did not start; serving without it", name, exc_info=exc)
 
     async def close(self) -> None:
         for name, adapter in self.adapters.items():
@@ -217,8 +233,16 @@ def build_systems(mapping: HubMapping, located: Located, settings: Settings, eng
 
 
 def _implements(adapter_class: type, port: type) -> bool:
-    methods = [m for m in vars(port) if not m.startswith("_") and callable(getattr(port, m, None))]
-    return all(callable(getattr(adapter_class, m, None)) for m in methods)
+    """Every method of the port, and as a coroutine function where the port's is one."""
+    for name, member in vars(port).items():
+        if name.startswith("_") or not callable(member):
+            continue
+        mine = getattr(adapter_class, name, None)
+        if not callable(mine):
+            return False
+        if inspect.iscoroutinefunction(member) and not inspect.iscoroutinefunction(mine):
+            return False
+    return True
 
 
 def _where(mapping: HubMapping, role: str, system: str, implied: Implied | None) -> Loc:

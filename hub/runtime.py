@@ -103,9 +103,17 @@ class Hub:
         s = self.settings
         mapping, located = load_mapping(s.mappings_dir)
         self.engine: AsyncEngine = create_engine(s.database_url)
-        systems = build_systems(mapping, located, s, self.engine)
-        await migrate(self.engine, systems.components())
-        await systems.start()
+        try:
+            systems = build_systems(mapping, located, s, self.engine)
+            await migrate(self.engine, systems.components())
+            try:
+                await systems.start()
+            except BaseException:
+                await systems.close()
+                raise
+        except BaseException:
+            await self.engine.dispose()  # a hub that did not start leaves nothing open
+            raise
         self.bus: Bus = create_bus(s, self.engine)
         await self.bus.start()
         await self.bus.declare(_routes(mapping.flows))

@@ -113,8 +113,9 @@ class BuiltinCM:
             async with self._engine.connect() as conn:
                 await conn.execute(select(cm_offer_learning.c.offer_id).limit(1))
                 await conn.execute(select(cm_profiles.c.customer_id).limit(1))
-        except SQLAlchemyError as exc:
-            return Health(False, f"CM store unavailable: {type(exc).__name__}: {exc}".splitlines()[0])
+        except (SQLAlchemyError, OSError) as exc:
+            # Only the kind of failure: a driver's message may carry the DSN.
+            return Health(False, f"CM store unavailable ({type(exc).__name__})")
         c = self._catalog
         return Health(True, f"{len(c.offers)} offers, {len(c.segments)} segments, catalog {c.version}")
 

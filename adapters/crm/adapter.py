@@ -8,8 +8,10 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from hub.ports import (
+    AdapterConfig,
     AdapterContext,
     Contact,
     ContactRegistry,
@@ -24,10 +26,15 @@ from hub.ports import (
 from .tables import MIGRATIONS, crm_contacts, crm_customers, metadata
 
 
+class CRMConfig(AdapterConfig):
+    """The built-in CRM takes no settings: a `config:` key under it is a mistake, and said so."""
+
+
 class BuiltinCRM:
     """Entry point `builtin-crm`."""
 
     ports: ClassVar[tuple[type, ...]] = (ProfileSource, ContactRegistry)
+    Config = CRMConfig
     metadata = metadata
     migrations = MIGRATIONS
 
@@ -42,8 +49,12 @@ class BuiltinCRM:
         return None
 
     async def check(self) -> Health:
-        async with self._engine.connect() as conn:
-            await conn.execute(select(crm_customers.c.id).limit(1))
+        try:
+            async with self._engine.connect() as conn:
+                await conn.execute(select(crm_customers.c.id).limit(1))
+        except (SQLAlchemyError, OSError) as exc:
+            # Only the kind of failure: a driver's message may carry the DSN.
+            return Health(False, f"CRM store unavailable ({type(exc).__name__})")
         return Health(True, "store reachable")
 
     # ProfileSource

@@ -31,6 +31,8 @@ def serve(
     from hub.cli.mappings import validate_dir
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request's URL at INFO, and a URL may hold a customer's key (an email).
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     settings = Settings(demo=demo or Settings().demo)
     try:
         run(validate_dir, settings.mappings_dir)

@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 Reload = Callable[[], Awaitable[bool]]
 YAML_SUFFIXES = (".yaml", ".yml")
+IGNORED = {"examples", "tests"}  # folders of the mappings dir the running hub does not read
 
 
 class MappingWatcher:
@@ -54,8 +55,18 @@ class MappingWatcher:
         async for changes in awatch(
             self._directory, stop_event=self._stop, debounce=self._debounce_ms, recursive=True
         ):
-            if any(Path(path).suffix in YAML_SUFFIXES for _, path in changes):
+            if any(self._serving(Path(path)) for _, path in changes):
                 await self._run_reload("files changed")
+
+    def _serving(self, path: Path) -> bool:
+        """A YAML file the running hub reads: not the examples to copy, not the mapping tests."""
+        if path.suffix not in YAML_SUFFIXES:
+            return False
+        try:
+            top = path.relative_to(self._directory).parts[0]
+        except (ValueError, IndexError):
+            return True
+        return top not in IGNORED
 
     async def stop(self) -> None:
         self._stop.set()

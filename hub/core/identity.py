@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.core.errors import BadInput
 from hub.events import utcnow
 from hub.model import GOLDEN_ID, Key, KeyKind
+from hub.model.customer import GOLDEN_ID_PREFIX
 from hub.store.tables import customer_keys, customers
 from hub.store.types import dialect_insert
 
@@ -64,7 +65,7 @@ def keys_from(
 
 
 def new_customer_id() -> str:
-    return f"cus_{uuid.uuid4().hex[:20]}"
+    return f"{GOLDEN_ID_PREFIX}{uuid.uuid4().hex[:20]}"
 
 
 class IdentityGraph:

@@ -15,6 +15,7 @@ from hub.model.customer import (
     OfferHistory,
     Segment,
     Shape,
+    is_golden_id,
     shape_of,
 )
 from hub.model.decision import DecisionRequest, NextBestAction, Offer
@@ -40,5 +41,6 @@ __all__ = [
     "PropositionResponse",
     "Segment",
     "Shape",
+    "is_golden_id",
     "shape_of",
 ]

@@ -22,6 +22,15 @@ class KeyKind(enum.StrEnum):
 
 # The key kind that is the golden id itself: systems that share the hub's ids are fetched by it.
 GOLDEN_ID = "id"
+GOLDEN_ID_PREFIX = "cus_"
+
+
+def is_golden_id(value: str | None) -> bool:
+    """A golden customer id as the hub makes them (`cus_` and hex), e.g. in an event's subject."""
+    if not value or not value.startswith(GOLDEN_ID_PREFIX) or len(value) > 40:
+        return False
+    rest = value[len(GOLDEN_ID_PREFIX):]
+    return bool(rest) and all(c in "0123456789abcdef" for c in rest)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from hub.model import (
     OfferHistory,
     PropositionResponse,
     Segment,
+    is_golden_id,
 )
 from hub.store.types import UTCDateTime, dialect_insert
 
@@ -229,6 +230,7 @@ __all__ = [
     "Tx",
     "UTCDateTime",
     "dialect_insert",
+    "is_golden_id",
     "load_located",
     "ports_of",
     "read",

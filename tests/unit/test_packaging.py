@@ -37,9 +37,11 @@ def test_the_wheel_holds_the_packages_and_every_migration(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for package in package_dirs():
         assert f"{package.replace('.', '/')}/__init__.py" in names, package
-    migrations = [p.relative_to(ROOT) for p in ROOT.glob("**/migrations/**/*.py") if ".venv" not in p.parts]
+    migrations = [p.relative_to(ROOT) for top in ("hub", "adapters") for p in (ROOT / top).glob("**/migrations/**/*.py")]
     assert migrations
     for path in migrations:
         installed = str(path).replace("adapters/", "hub_adapters/", 1) if path.parts[0] == "adapters" else str(path)
         assert installed in names, installed
     assert "hub/store/migrations/script.py.mako" in names
+    templates = [p.relative_to(ROOT) for p in (ROOT / "hub/cli/templates").rglob("*.tmpl")]
+    assert templates and all(str(t) in names for t in templates)  # `hub adapters new` works installed
