@@ -113,6 +113,12 @@ async def main(rounds: int) -> None:
         await client.aclose()
         await hub.close()
 
+    # view-fanout runs its own hub against five REST systems in a process of their own.
+    import fanout  # bench/ is the script's folder, first on sys.path
+
+    for line in await fanout.run(rounds):
+        print(line)
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

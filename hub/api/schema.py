@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator
 
@@ -38,6 +39,7 @@ from hub.messaging.bus.base import BusError
 from hub.model import DecisionRequest
 
 I = Info[Context, None]  # noqa: E741
+MAX_CUSTOMERS = 100
 log = logging.getLogger(__name__)
 
 
@@ -51,6 +53,17 @@ class Query:
     @strawberry.field(description="A customer by golden id; null when unknown.")
     async def customer(self, info: I, id: strawberry.ID) -> Customer | None:
         return await _customer(info, str(id))
+
+    @strawberry.field(
+        description=f"Customers by golden id, in the order given (null where unknown); at most "
+        f"{MAX_CUSTOMERS} per call. All of them are read in one batched call per system."
+    )
+    async def customers(self, info: I, ids: list[strawberry.ID]) -> list[Customer | None]:
+        if len(ids) > MAX_CUSTOMERS:
+            raise BadInput(f"at most {MAX_CUSTOMERS} ids per call, got {len(ids)}", field="ids")
+        path = info.path.as_list()
+        views = await asyncio.gather(*(info.context.customer(str(i), [*path, n]) for n, i in enumerate(ids)))
+        return [Customer.of(v) if v else None for v in views]
 
     @strawberry.field(description="A customer by any identifying key; null when unknown.")
     async def customer_by_key(

@@ -17,6 +17,7 @@ from hub.config.mapping import TEMPLATE_FIELD as _TEMPLATE_FIELD
 from hub.config.mapping import FieldMap, HubMapping
 from hub.model import (
     ATTRIBUTE_PREFIX,
+    HUB_SYSTEM,
     Contact,
     CustomerView,
     DataProblem,
@@ -27,7 +28,6 @@ from hub.model import (
     shape_of,
 )
 
-HUB_SYSTEM = "hub"  # the hub's own fields (contacts) in lineage
 MISSING = object()
 
 

@@ -8,7 +8,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from cachetools import TTLCache
 from sqlalchemy import select
@@ -19,7 +19,7 @@ from hub.core.calls import why
 from hub.core.contacts import ContactService
 from hub.core.identity import IdentityGraph
 from hub.core.translate import Fragment, Translator
-from hub.model import GOLDEN_ID, CustomerView
+from hub.model import GOLDEN_ID, HUB_SYSTEM, Contact, CustomerView
 from hub.ports import ProfileSource
 from hub.store.tables import customers
 from hub.waiting import bounded
@@ -27,6 +27,7 @@ from hub.waiting import bounded
 log = logging.getLogger(__name__)
 
 _MISSING = object()
+EXISTS = "hub:exists"  # cache entries saying a customer exists (the hub's own, like HUB_SYSTEM's contacts)
 
 
 class ProfileCache:
@@ -35,13 +36,13 @@ class ProfileCache:
     clears them all."""
 
     def __init__(self, ttl: float, maxsize: int):
-        self._cache: TTLCache[tuple[str, str], Fragment | None] = TTLCache(maxsize=maxsize, ttl=ttl)
+        self._cache: TTLCache[tuple[str, str], Any] = TTLCache(maxsize=maxsize, ttl=ttl)
 
     def get(self, system: str, customer_id: str) -> Any:
         return self._cache.get((system, customer_id), _MISSING)
 
-    def put(self, system: str, customer_id: str, fragment: Fragment | None) -> None:
-        self._cache[(system, customer_id)] = fragment
+    def put(self, system: str, customer_id: str, value: Any) -> None:
+        self._cache[(system, customer_id)] = value
 
     def invalidate(self, customer_ids: Iterable[str], systems: Iterable[str]) -> None:
         names = tuple(systems)
@@ -82,15 +83,25 @@ class ViewAssembler:
         ids = _plausible(customer_ids)
         if not ids:
             return [None for _ in customer_ids]
-        # The hub's own reads (which customers exist, their recent contacts) share one connection.
-        async with self._engine.connect() as conn:
-            known = await _existing(conn, ids)
-            ids = [c for c in ids if c in known]
-            recent = await self._contacts.recent(ids, conn) if ids else {}
+        # A customer, once created, exists: known ones are remembered (until the TTL), unknown ones
+        # are asked every time.
+        unsure = [c for c in ids if self._cache.get(EXISTS, c) is _MISSING]
+        if unsure:
+            async with self._engine.connect() as conn:
+                for cid in await _existing(conn, unsure):
+                    self._cache.put(EXISTS, cid, None)
+        ids = [c for c in ids if self._cache.get(EXISTS, c) is not _MISSING]
         if not ids:
             return [None for _ in customer_ids]
         names = list(self._sources)
-        per_system = await asyncio.gather(*(self._read(n, ids) for n in names), return_exceptions=True)
+        # The systems are asked first (their answers are the critical path); the hub's own contacts
+        # are read while they answer.
+        *per_system, recent = await asyncio.gather(
+            *(self._read(n, ids) for n in names), self._recent(ids), return_exceptions=True
+        )
+        if isinstance(recent, BaseException):
+            raise recent
+        contacts = cast(dict[str, list[Contact]], recent)
         fragments: dict[str, list[Fragment]] = {cid: [] for cid in ids}
         failed: dict[str, str] = {}
         for name, result in zip(names, per_system, strict=True):
@@ -98,10 +109,31 @@ class ViewAssembler:
                 failed[name] = why(result, self._mapping.systems[name].timeout_seconds)
                 log.warning("profile source %s failed: %r", name, result)
                 continue
-            for cid, fragment in result.items():
+            for cid, fragment in cast(dict[str, Fragment], result).items():
                 fragments[cid].append(fragment)
-        views = {cid: self._translator.merge(cid, fragments[cid], recent.get(cid, ()), failed) for cid in ids}
+        views = {
+            cid: self._translator.merge(cid, fragments[cid], contacts.get(cid, ()), failed) for cid in ids
+        }
         return [views.get(cid) for cid in customer_ids]
+
+    async def _recent(self, ids: list[str]) -> dict[str, list[Contact]]:
+        """The hub's own contacts of these customers, cached like a system's reads (a contact started
+        or ended announces a change of the customer, which clears the entry)."""
+        found: dict[str, list[Contact]] = {}
+        missing = []
+        for cid in ids:
+            hit = self._cache.get(HUB_SYSTEM, cid)
+            if hit is _MISSING:
+                missing.append(cid)
+            else:
+                found[cid] = hit
+        if missing:
+            async with self._engine.connect() as conn:
+                fetched = await self._contacts.recent(missing, conn)
+            for cid in missing:
+                found[cid] = fetched.get(cid, [])
+                self._cache.put(HUB_SYSTEM, cid, found[cid])
+        return found
 
     async def _read(self, system: str, ids: Sequence[str]) -> dict[str, Fragment]:
         """The system's fragments of these customers, from the cache or one batched fetch."""

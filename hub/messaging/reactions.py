@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 
 from hub.events import CloudEvent
 from hub.messaging.changes import read_changed
+from hub.model import HUB_SYSTEM
 
 
 class ChangeReactions:
@@ -40,6 +41,8 @@ class ChangeReactions:
     def _react(self, system: str, ids: list[str]) -> None:
         if not ids:
             return
-        self._invalidate(ids, [system])
+        # The hub's own cached reads of these customers (their contacts) go too: a contact started or
+        # ended is announced as a change of the contact registry's data.
+        self._invalidate(ids, [system, HUB_SYSTEM])
         if system == self._decision_system():
             self._notify(ids)

@@ -5,6 +5,7 @@ from hub.model.contact import Channel, Contact, ContactEvent, ContactEventType, 
 from hub.model.customer import (
     ATTRIBUTE_PREFIX,
     GOLDEN_ID,
+    HUB_SYSTEM,
     UNIFIED_FIELDS,
     CustomerFacts,
     CustomerView,
@@ -23,6 +24,7 @@ from hub.model.decision import DecisionRequest, NextBestAction, Offer
 __all__ = [
     "ATTRIBUTE_PREFIX",
     "GOLDEN_ID",
+    "HUB_SYSTEM",
     "UNIFIED_FIELDS",
     "Channel",
     "Contact",

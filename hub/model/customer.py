@@ -23,6 +23,8 @@ class KeyKind(enum.StrEnum):
 # The key kind that is the golden id itself: systems that share the hub's ids are fetched by it.
 GOLDEN_ID = "id"
 GOLDEN_ID_PREFIX = "cus_"
+# The hub itself as the source of the fields it owns (contacts), in lineage and in its caches.
+HUB_SYSTEM = "hub"
 
 
 def is_golden_id(value: str | None) -> bool:
