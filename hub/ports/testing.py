@@ -85,6 +85,7 @@ from hub.core.calls import call
 from hub.core.errors import SystemUnavailable
 from hub.events import CloudEvent
 from hub.ports import AdapterError, EventConsumer, Health, ProfileSource, ports_of
+from hub.ports.proxy import TcpProxy
 from hub.registry import adapter_factories, build_systems, component_of, validate_config
 from hub.store.db import create_engine, migrate
 
@@ -167,6 +168,23 @@ class BaseHarness:
 
     async def effects(self, event_id: str) -> int:
         raise NotImplementedError("the adapter is an EventConsumer: the harness must count effects")
+
+
+class ProxiedHarness(BaseHarness):
+    """A harness whose backend is reached through a TcpProxy (`self.proxy`): slow, dead and alive
+    come for free, and work for any backend that speaks TCP."""
+
+    proxy: TcpProxy
+
+    async def slow(self, seconds: float) -> None:
+        self.proxy.slow(seconds)
+
+    async def dead(self) -> None:
+        await self.proxy.cut()
+
+    async def alive(self) -> None:
+        self.proxy.restore()
+        self.proxy.slow(0)
 
 
 class Kit:

@@ -17,7 +17,7 @@ from hub.events import CONTACT_EVENT_TYPES, CloudEvent, contact_event_data
 from hub.model import Channel, ContactEvent, ContactEventType
 from hub.ports import utcnow
 from hub.ports.proxy import TcpProxy
-from hub.ports.testing import BaseHarness
+from hub.ports.testing import ProxiedHarness
 from hub.registry import adapter_factories, component_of
 from hub.store.db import create_engine, migrate
 from hub_adapters.cm.policy import CustomerState
@@ -25,7 +25,7 @@ from hub_adapters.cm.tables import cm_profiles
 from hub_adapters.crm.tables import crm_customers
 
 
-class StoreHarness(BaseHarness):
+class StoreHarness(ProxiedHarness):
     """A built-in system on the hub's store. The adapter gets `engine` (through the proxy); the
     harness seeds and counts effects on `direct`, which no fault reaches."""
 
@@ -45,16 +45,6 @@ class StoreHarness(BaseHarness):
 
     def backend_calls(self) -> int:
         return self._statements
-
-    async def slow(self, seconds: float) -> None:
-        self.proxy.slow(seconds)
-
-    async def dead(self) -> None:
-        await self.proxy.cut()
-
-    async def alive(self) -> None:
-        self.proxy.restore()
-        self.proxy.slow(0)
 
 
 H = TypeVar("H", bound=StoreHarness)

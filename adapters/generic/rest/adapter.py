@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from pydantic import ValidationError
@@ -83,7 +84,7 @@ class RestAdapter:
             # httpx's API on aiohttp's wire: five concurrent calls cost httpx's own transport about
             # 7 ms of CPU more than aiohttp's (bench/RESULTS.md, view-fanout), and they are the
             # customer view's critical path.
-            transport=AiohttpTransport(limits=limits, verify=cfg.verify_tls, trust_env=False),
+            transport=_Transport(limits=limits, verify=cfg.verify_tls, trust_env=False),
             base_url=cfg.base_url,
             headers={"User-Agent": USER_AGENT, "Accept": "application/json", **cfg.headers},
             # Each attempt is bounded by asyncio.timeout (caller.py); this only keeps httpx's default
@@ -248,3 +249,17 @@ def _config(ctx: AdapterContext) -> RestConfig:
 
 
 __all__ = ["RestAdapter", "RestConfig"]
+
+
+class _Transport(AiohttpTransport):
+    """httpx-aiohttp maps every aiohttp connection error, a refused one included, to ConnectTimeout:
+    a refused connection is told as what it is (ConnectError), so errors and health say so."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return await super().handle_async_request(request)
+        except httpx.ConnectTimeout as exc:
+            cause = exc.__cause__
+            if isinstance(cause, aiohttp.ClientConnectorError) and not isinstance(cause, TimeoutError):
+                raise httpx.ConnectError(str(exc), request=request) from cause
+            raise

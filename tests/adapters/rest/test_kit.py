@@ -10,13 +10,13 @@ import pytest
 
 from hub.events import CloudEvent
 from hub.ports.proxy import TcpProxy
-from hub.ports.testing import AdapterKit, BaseHarness
+from hub.ports.testing import AdapterKit, ProxiedHarness
 from tests.adapters.rest.server import FakeSystem, serve
 
 TOKEN = "kit-Token-e41b"
 
 
-class RestHarness(BaseHarness):
+class RestHarness(ProxiedHarness):
     entry_point = "rest"
     env = {"KIT_LOYALTY_TOKEN": TOKEN}
     secrets = (TOKEN,)
@@ -40,15 +40,6 @@ class RestHarness(BaseHarness):
     def backend_calls(self) -> int | None:
         return len(self.fake.requests("/members"))
 
-    async def slow(self, seconds: float) -> None:
-        self.proxy.slow(seconds)
-
-    async def dead(self) -> None:
-        await self.proxy.cut()
-
-    async def alive(self) -> None:
-        self.proxy.restore()
-        self.proxy.slow(0)
 
     async def sample_event(self) -> CloudEvent:
         return CloudEvent(type="customer.updated", source="urn:kit", subject="cus_00000000000000000001",

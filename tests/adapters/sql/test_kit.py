@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from hub.ports.proxy import TcpProxy
-from hub.ports.testing import AdapterKit, BaseHarness
+from hub.ports.testing import AdapterKit, ProxiedHarness
 
 pytestmark = pytest.mark.postgres
 
@@ -28,7 +28,7 @@ kit_customers = Table(
 URL_VAR = "KIT_SHOP_DB_URL"
 
 
-class SqlHarness(BaseHarness):
+class SqlHarness(ProxiedHarness):
     entry_point = "sql"
     system = "shop"
     timeout = 0.5
@@ -59,16 +59,6 @@ class SqlHarness(BaseHarness):
     async def seed(self, keys: Sequence[str]) -> None:
         async with self.direct.begin() as conn:
             await conn.execute(kit_customers.insert(), [{"email": k, "name": f"Kit {k}"} for k in keys])
-
-    async def slow(self, seconds: float) -> None:
-        self.proxy.slow(seconds)
-
-    async def dead(self) -> None:
-        await self.proxy.cut()
-
-    async def alive(self) -> None:
-        self.proxy.restore()
-        self.proxy.slow(0)
 
 
 class TestSqlAdapter(AdapterKit):
