@@ -217,7 +217,16 @@ def build_systems(mapping: HubMapping, located: Located, settings: Settings, eng
             names += [f.destination for f in mapping.flows]
         names = list(dict.fromkeys(names))
         for name in names:
-            if role.port not in ports_of(classes[name]):
+            serves = getattr(adapters[name], "serves", None)  # a configured system may not serve them all
+            if role.port in ports_of(classes[name]) and serves is not None and not serves(role.port):
+                problems.append(
+                    located.problem(
+                        _where(mapping, role.name, name, role.implied_by),
+                        f"system {name!r} is not configured as a {role.port.__name__}, which {role.name} "
+                        f"needs (see its adapter's config)",
+                    )
+                )
+            elif role.port not in ports_of(classes[name]):
                 adapter = mapping.systems[name].adapter
                 problems.append(
                     located.problem(

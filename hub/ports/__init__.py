@@ -1,7 +1,8 @@
 """The adapter SDK: everything an adapter author imports, and nothing else of the hub.
 
 An adapter connects one system to the hub. It is a class that takes an `AdapterContext`, declares the
-ports it implements (`ports = (ProfileSource, EventConsumer)`), may declare a pydantic `Config`
+ports it implements (`ports = (ProfileSource, EventConsumer)`; a generic adapter whose config decides
+which it serves also answers `serves(port) -> bool`, checked at load), may declare a pydantic `Config`
 (validated at load, errors with file and line; secrets as `SecretStr`, read from the environment with
 `${VAR}` in the mapping), and is registered under the entry-point group `markiting_hub.adapters`.
 `hub.ports.testing` is the acceptance kit every adapter runs against itself.

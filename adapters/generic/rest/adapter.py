@@ -64,6 +64,14 @@ class RestAdapter:
         self._caller: Caller | None = None
         self._reader: ProfileReader | None = None
 
+    def serves(self, port: type) -> bool:
+        """Which of its ports this system's config sets up: reads need `fetch:`, events `events:`."""
+        if port is ProfileSource:
+            return self.config.fetch is not None
+        if port is EventConsumer:
+            return self.config.events is not None
+        return port in self.ports
+
     def __repr__(self) -> str:
         return f"RestAdapter(system={self.system!r}, base_url={self.config.base_url!r})"
 

@@ -1,0 +1,60 @@
+"""A REST system serves the ports its config sets up: a flow into one without `events:`, or a profile
+map on one without `fetch:`, is a mapping error at load, not a dead letter or an outage later."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.config import SHIPPED_MAPPINGS, Settings
+from hub.config.loader import MappingError, load_located, validate
+from hub.config.mapping import HubMapping
+from hub.registry import build_systems
+from hub.store.db import create_engine
+
+LOYALTY = """
+  loyalty:
+    adapter: rest
+    key: email
+    config:
+      base_url: http://127.0.0.1:9/api
+      {extra}
+    {profile}
+"""
+FLOW = """
+  - name: customers-to-loyalty
+    source: hub
+    destination: loyalty
+    events: ["customer.*"]
+"""
+
+
+def build(extra: str, profile: str, flow: bool):
+    text = (SHIPPED_MAPPINGS / "hub.yaml").read_text()
+    text = text.replace("\nsurvivorship:", "\n" + LOYALTY.format(extra=extra, profile=profile) + "\nsurvivorship:", 1)
+    if flow:
+        text = text.rstrip() + "\n" + FLOW
+    located = load_located("hub.yaml", text)
+    mapping = validate(located, HubMapping)
+    return build_systems(mapping, located, Settings(), create_engine("sqlite+aiosqlite:///:memory:")), text
+
+
+def test_a_configured_rest_system_plays_both_roles():
+    systems, _ = build('fetch: {by_key: {path: "/m/{key}"}}\n      events: {path: /events}',
+                       "profile: {name: name}", flow=True)
+    assert "loyalty" in systems.players["profile_source"]
+    assert "loyalty" in systems.players["event_destination"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "profile", "flow", "field", "port"),
+    [
+        ("events: {path: /events}", "profile: {name: name}", False, "systems.loyalty.profile", "ProfileSource"),
+        ('fetch: {by_key: {path: "/m/{key}"}}', "profile: {name: name}", True, "flows[2].destination",
+         "EventConsumer"),
+    ],
+)
+def test_a_port_the_config_does_not_set_up_is_a_mapping_error(extra, profile, flow, field, port):
+    with pytest.raises(MappingError) as info:
+        build(extra, profile, flow)
+    (problem,) = info.value.problems
+    assert problem.field == field and f"not configured as a {port}" in problem.message
