@@ -113,7 +113,7 @@ async def main(rounds: int) -> None:
         await client.aclose()
         await hub.close()
 
-    # view-fanout runs its own hub against five REST systems in a process of their own.
+    # view-fanout: the hub, five REST systems and the channel, each in a process of its own.
     import fanout  # bench/ is the script's folder, first on sys.path
 
     for line in await fanout.run(rounds):

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -27,7 +27,6 @@ from hub.waiting import bounded
 log = logging.getLogger(__name__)
 
 _MISSING = object()
-EXISTS = "hub:exists"  # cache entries saying a customer exists (the hub's own, like HUB_SYSTEM's contacts)
 
 
 class ProfileCache:
@@ -37,6 +36,9 @@ class ProfileCache:
 
     def __init__(self, ttl: float, maxsize: int):
         self._cache: TTLCache[tuple[str, str], Any] = TTLCache(maxsize=maxsize, ttl=ttl)
+        # Customers known to exist. A golden id, once made, stays (until erasure forgets it): no TTL,
+        # so a view whose systems' reads expired does not ask the store again whether it exists.
+        self.known: LRUCache[str, bool] = LRUCache(maxsize=maxsize)
 
     def get(self, system: str, customer_id: str) -> Any:
         return self._cache.get((system, customer_id), _MISSING)
@@ -83,14 +85,14 @@ class ViewAssembler:
         ids = _plausible(customer_ids)
         if not ids:
             return [None for _ in customer_ids]
-        # A customer, once created, exists: known ones are remembered (until the TTL), unknown ones
-        # are asked every time.
-        unsure = [c for c in ids if self._cache.get(EXISTS, c) is _MISSING]
+        # Known customers are remembered; unknown ids are asked every time.
+        known = self._cache.known
+        unsure = [c for c in ids if c not in known]
         if unsure:
             async with self._engine.connect() as conn:
                 for cid in await _existing(conn, unsure):
-                    self._cache.put(EXISTS, cid, None)
-        ids = [c for c in ids if self._cache.get(EXISTS, c) is not _MISSING]
+                    known[cid] = True
+        ids = [c for c in ids if c in known]
         if not ids:
             return [None for _ in customer_ids]
         names = list(self._sources)
