@@ -37,7 +37,8 @@ The Harness protocol (`Harness`; `BaseHarness` gives the defaults):
   backend (profile sources); `backend_calls()`: how many calls the backend has served so far, or None
   when it cannot count.
 - `slow(seconds)`: the backend answers `seconds` late; `dead()`: it refuses connections; `alive()`:
-  fast and reachable again.
+  fast and reachable again. `ProxiedHarness` gives all three when the adapter reaches its backend
+  through `self.proxy`, a `hub.ports.proxy.TcpProxy`.
 - `sample_event()`: an event the adapter applies with one visible effect (event consumers);
   `effects(event_id)`: how many times the backend applied that event.
 - `invalid_configs`: (config block, field the error must name) pairs, e.g. ({"api_key": "x"},
