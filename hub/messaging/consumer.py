@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.events import CloudEvent, utcnow
@@ -19,9 +20,15 @@ Changed = Callable[[str, Iterable[str]], None]
 class IdempotentConsumer:
     """The bus handler for one destination.
 
-    The processed-message row is inserted first, in the same transaction as the destination's effect:
-    a redelivery finds the row and applies nothing; a crash before commit leaves neither. On
-    PostgreSQL a concurrent duplicate waits on the row's lock and then sees the conflict.
+    A destination that shares the hub's store (`transactional`, the default): the processed-message row
+    is inserted first, in the same transaction as the destination's effect: a redelivery finds the row
+    and applies nothing; a crash before commit leaves neither. On PostgreSQL a concurrent duplicate
+    waits on the row's lock and then sees the conflict.
+
+    An external destination (`transactional = False`) makes its own effect idempotent by the event id;
+    the hub holds no write transaction while it answers (an HTTP call must not block the store's other
+    writers, SQLite's one writer above all): it applies the event unless the id is recorded already,
+    then records it. A crash between the two applies it again, which the event id makes harmless.
     """
 
     def __init__(
@@ -39,8 +46,12 @@ class IdempotentConsumer:
         self._outbox = outbox
         self._source = source
         self._changed = changed
+        self._transactional = bool(getattr(consumer, "transactional", True))
 
     async def __call__(self, event: CloudEvent) -> None:
+        if not self._transactional:
+            await self._external(event)
+            return
         async with self._engine.begin() as tx:
             claimed = await tx.execute(
                 dialect_insert(tx, processed_messages)
@@ -52,6 +63,30 @@ class IdempotentConsumer:
                 return  # applied before: a redelivery
             customers = await self._consumer.consume(tx, event)
             if customers:  # other hub processes clear their caches and push NBAs on this
+                await self._outbox.add(tx, [changes.changed(self._source, self.destination, customers)])
+        if customers:
+            self._changed(self.destination, customers)
+
+    async def _external(self, event: CloudEvent) -> None:
+        async with self._engine.connect() as conn:
+            seen = await conn.execute(
+                select(processed_messages.c.event_id).where(
+                    processed_messages.c.destination == self.destination,
+                    processed_messages.c.event_id == event.id,
+                )
+            )
+            if seen.first() is not None:
+                return  # applied before: a redelivery
+        async with self._engine.connect() as idle:  # no transaction begun: the system ignores it
+            customers = await self._consumer.consume(idle, event)
+        async with self._engine.begin() as tx:
+            claimed = await tx.execute(
+                dialect_insert(tx, processed_messages)
+                .values(destination=self.destination, event_id=event.id, processed_at=utcnow())
+                .on_conflict_do_nothing()
+                .returning(processed_messages.c.event_id)
+            )
+            if claimed.first() is not None and customers:
                 await self._outbox.add(tx, [changes.changed(self._source, self.destination, customers)])
         if customers:
             self._changed(self.destination, customers)

@@ -9,7 +9,8 @@ which it serves also answers `serves(port) -> bool`, checked at load), may decla
 
 Built-in systems share the hub's store, so the write ports take the caller's open connection (`tx`):
 their effect commits with the hub's own state and outbox row, or not at all. An external system
-ignores `tx` and is made safe by idempotency keys (the event id).
+ignores `tx`, is made safe by idempotency keys (the event id), and says `transactional = False`: the
+hub then holds no write transaction while it answers.
 """
 
 from __future__ import annotations

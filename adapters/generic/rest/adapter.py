@@ -45,6 +45,8 @@ MAX_DETAIL = 200
 
 class RestAdapter:
     ports: ClassVar[tuple[type, ...]] = (ProfileSource, EventConsumer)
+    # An external system: its effects are idempotent by event id, not in the hub's transaction.
+    transactional: ClassVar[bool] = False
     Config = RestConfig
 
     def __init__(self, ctx: AdapterContext):

@@ -57,6 +57,8 @@ class FakeSystem:
     token_requests: list[Hit] = field(default_factory=list)
     events: dict[str, dict[str, Any]] = field(default_factory=dict)  # idempotency key -> event
     event_status: int | None = None  # forced answer of POST /events
+    event_gate: asyncio.Event | None = None  # POST /events waits for it (a system that takes its time)
+    events_waiting: int = 0
     event_reject_detail: str = "schema mismatch: data.offerId is required"
     echo_headers: bool = False  # a rejection quotes the request's credentials, as some servers do
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -229,6 +231,12 @@ class FakeSystem:
         return JSONResponse({"items": page})  # numbered pages
 
     async def _event(self, request: Request) -> Response:
+        if self.event_gate is not None:
+            self.events_waiting += 1
+            try:
+                await self.event_gate.wait()
+            finally:
+                self.events_waiting -= 1
         if self.event_status is not None:
             detail = self.event_reject_detail
             if self.echo_headers:

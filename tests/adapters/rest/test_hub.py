@@ -4,6 +4,7 @@ and - with the breaker open - answered without asking the system at all."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from hub.api.app import create_app
 from hub.config import SHIPPED_MAPPINGS, Settings
 from hub.runtime import Hub
 from tests.adapters.rest.server import FakeSystem, serve
-from tests.support import codes, gql, start_contact
+from tests.support import codes, eventually, gql, start_contact
 
 TOKEN = "loyalty-Token-5b9e"
 TIMEOUT = 0.5
@@ -166,3 +167,33 @@ async def test_a_slow_or_failing_system_gives_partial_data_and_the_breaker_answe
     assert len(system.requests("/members")) == asked
     assert body["data"]["customer"]["unavailableSystems"] == ["loyalty"]
     assert TOKEN not in str(body)
+
+
+async def test_a_destination_that_takes_its_time_blocks_no_write_of_the_hub(loyalty, tmp_path, monkeypatch):
+    """The hub holds no store transaction while an external system answers an event: on SQLite (one
+    writer) a slow destination would otherwise stall every contact until it answered."""
+    system, url = loyalty
+    monkeypatch.setenv("LOYALTY_TOKEN", TOKEN)
+    folder = write_mapping(tmp_path, url)
+    hub_yaml = folder / "hub.yaml"
+    mapping = yaml.safe_load(hub_yaml.read_text())
+    mapping["systems"]["loyalty"]["timeout_seconds"] = 30  # the event may take its time
+    hub_yaml.write_text(yaml.safe_dump(mapping, sort_keys=False))
+    hub = Hub(Settings(mappings_dir=folder, database_url=f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}",
+                       broker_url="memory://", relay_idle_seconds=0.1))
+    await hub.start()
+    system.event_gate = asyncio.Event()
+    try:
+        transport = httpx.ASGITransport(app=create_app(hub=hub))
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub.test") as client:
+            first = (await start_contact(client, email="first@example.com"))["customer"]["id"]
+            await eventually(lambda: system.events_waiting == 1, timeout=10)  # customer.created in flight
+            # While the system holds that event, the hub keeps writing: contacts start and end.
+            second = await asyncio.wait_for(start_contact(client, email="second@example.com"), 5)
+            assert second["created"] and system.events_waiting == 1
+            system.event_gate.set()
+            await hub.settle(timeout=10)
+            assert {e["subject"] for e in system.events.values()} == {first, second["customer"]["id"]}
+    finally:
+        system.event_gate.set()
+        await hub.close()
