@@ -14,7 +14,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.config.checks import check_references
@@ -96,13 +96,45 @@ def validate_config(
     if model is None:
         return dict(data)
     try:
-        return model.model_validate(data)
+        config = model.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             # Never echo the input: it may be a secret.
             path = tuple(p for p in err["loc"] if isinstance(p, (str, int)))
             problems.append(located.problem((*loc, *path), err["msg"]))
         return None
+    literal = [path for path in _secret_paths(config) if not _from_environment(raw, path)]
+    for path in literal:
+        message = "a secret comes from the environment: write ${VARIABLE} and set it"
+        problems.append(located.problem((*loc, *path), message))
+    return None if literal else config
+
+
+def _secret_paths(value: Any, path: Loc = ()) -> list[Loc]:
+    """Where a validated config holds SecretStr values (nested models and lists included)."""
+    if isinstance(value, SecretStr):
+        return [path]
+    if isinstance(value, BaseModel):
+        fields = type(value).model_fields
+        return [p for name in fields for p in _secret_paths(getattr(value, name), (*path, name))]
+    if isinstance(value, (list, tuple)):
+        return [p for i, item in enumerate(value) for p in _secret_paths(item, (*path, i))]
+    if isinstance(value, Mapping):
+        return [p for k, item in value.items() for p in _secret_paths(item, (*path, k))]
+    return []
+
+
+def _from_environment(raw: Any, path: Loc) -> bool:
+    """The secret at `path` was written as ${VAR} (or is not in the file at all: a default)."""
+    node = raw
+    for part in path:
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return True
+    return not isinstance(node, str) or not node or ENV_VAR.search(node) is not None
 
 
 @dataclass(slots=True)

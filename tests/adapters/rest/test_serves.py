@@ -58,3 +58,15 @@ def test_a_port_the_config_does_not_set_up_is_a_mapping_error(extra, profile, fl
         build(extra, profile, flow)
     (problem,) = info.value.problems
     assert problem.field == field and f"not configured as a {port}" in problem.message
+
+
+def test_a_secret_written_in_the_mapping_is_refused_with_its_line(monkeypatch):
+    monkeypatch.setenv("LOYALTY_TOKEN", "from-the-env")
+    extra = 'fetch: {by_key: {path: "/m/{key}"}}\n      auth: {kind: bearer, token: "${LOYALTY_TOKEN}"}'
+    build(extra, "profile: {name: name}", flow=False)  # from the environment: fine
+    literal = 'fetch: {by_key: {path: "/m/{key}"}}\n      auth: {kind: bearer, token: s3cret-in-git}'
+    with pytest.raises(MappingError) as info:
+        build(literal, "profile: {name: name}", flow=False)
+    (problem,) = info.value.problems
+    assert problem.field == "systems.loyalty.config.auth.token"
+    assert "comes from the environment" in problem.message and "s3cret" not in str(info.value)
