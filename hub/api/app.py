@@ -18,7 +18,8 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from hub.api.context import Context
-from hub.api.schema import build_schema, ensure_code
+from hub.api.extensions import ensure_code
+from hub.api.schema import build_schema
 from hub.config import Settings
 from hub.config.watch import MappingWatcher
 from hub.ports import Health

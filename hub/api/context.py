@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from graphql import GraphQLError
 from strawberry.dataloader import DataLoader
-from strawberry.extensions import SchemaExtension
 
 from hub.core.errors import BadInput, SystemUnavailable
 from hub.model import CustomerView, DecisionRequest, NextBestAction
@@ -90,14 +89,3 @@ class Context:
 
     def unavailable(self, exc: SystemUnavailable, path: list[str | int]) -> None:
         self.partial.append(GraphQLError(exc.message, path=path, extensions=exc.extensions))
-
-
-class PartialData(SchemaExtension):
-    """Puts the errors of partial data into the response, beside the data that could be read."""
-
-    def on_execute(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        context = self.execution_context.context
-        if result is not None and isinstance(context, Context) and context.partial:
-            result.errors = [*(result.errors or []), *context.partial]

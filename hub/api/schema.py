@@ -7,18 +7,16 @@ import logging
 from collections.abc import AsyncGenerator
 
 import strawberry
-from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
 )
 from strawberry.types import Info
 
-from hub.api.context import Context, PartialData, check_limit
+from hub.api.context import Context, check_limit
+from hub.api.extensions import PartialData, limit_rules
 from hub.api.types import (
     Channel,
     Contact,
@@ -185,34 +183,8 @@ class Subscription:
                 await changed.get()
 
 
-def ensure_code(error: GraphQLError) -> None:
-    """Every error carries a stable `extensions.code`, also those graphql-core raises itself."""
-    if error.extensions and "code" in error.extensions:
-        return
-    if error.path is None:  # a request-level error: the document or its variables
-        if error.message.startswith("Syntax Error"):
-            code = "GRAPHQL_PARSE_FAILED"
-        elif error.message.startswith("Variable "):
-            code = "BAD_USER_INPUT"
-        else:
-            code = "GRAPHQL_VALIDATION_FAILED"
-    elif error.original_error is None or isinstance(error.original_error, GraphQLError):
-        code = "BAD_USER_INPUT"
-    else:
-        # A bug or an outage, not the caller's doing: log it whole, tell the caller no internals.
-        code = "INTERNAL"
-        log.error("unexpected error at %s", error.path, exc_info=error.original_error)
-        error.message = "Unexpected error; the hub's log has the details."
-    error.extensions = {**(error.extensions or {}), "code": code}
-
-
 def build_schema(max_depth: int = 10) -> strawberry.Schema:
-    # The limits' rule classes are made once: the validation cache is keyed by the rule classes, so
-    # rules made per request would never hit it. Extensions themselves are fresh per request.
-    limits = [
-        *QueryDepthLimiter(max_depth=max_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=30).validation_rules,
-    ]
+    limits = limit_rules(max_depth)  # once per schema; the extensions below are fresh per request
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
