@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncGenerator
 
 import strawberry
@@ -38,7 +37,6 @@ from hub.model import DecisionRequest
 
 I = Info[Context, None]  # noqa: E741
 MAX_CUSTOMERS = 100
-log = logging.getLogger(__name__)
 
 
 async def _customer(info: I, customer_id: str) -> Customer | None:
