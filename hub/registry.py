@@ -85,13 +85,22 @@ def interpolate(value: Any, loc: Loc, located: Located, problems: list[Problem])
 
 
 def validate_config(
-    adapter_class: type, raw: Mapping[str, Any], loc: Loc, located: Located, problems: list[Problem]
+    adapter_class: type,
+    raw: Mapping[str, Any],
+    loc: Loc,
+    located: Located,
+    problems: list[Problem],
+    unset: list[Problem] | None = None,
 ) -> Any:
-    """The adapter's typed config, or None with the problems (file, line, field) added."""
-    before = len(problems)
-    data = interpolate(raw, loc, located, problems)
-    if len(problems) > before:
-        return None  # an unset variable is the one problem to tell, not also the empty value it left
+    """The adapter's typed config, or None with the problems (file, line, field) added. Unset
+    environment variables go to `unset` when given (a lint without the deployment's secrets), else
+    they are problems too."""
+    missing: list[Problem] = []
+    data = interpolate(raw, loc, located, missing)
+    if missing:
+        # An unset variable is the one thing to tell, not also the empty value it left.
+        (problems if unset is None else unset).extend(missing)
+        return None
     model: type[BaseModel] | None = getattr(adapter_class, "Config", None)
     if model is None:
         return dict(data)
@@ -146,6 +155,7 @@ class Systems:
     players: dict[str, list[str]]  # role -> system names, in mapping order
     classes: dict[str, type] = field(default_factory=dict)
     start_errors: dict[str, str] = field(default_factory=dict)  # non-essential systems that failed to start
+    unchecked: list[Problem] = field(default_factory=list)  # configs not checked: variables unset (lint)
 
     def system(self, role: str) -> str:
         """The one system that plays a role (for roles many may play, use `all`)."""
@@ -199,11 +209,22 @@ class Systems:
                 log.exception("closing system %s failed", name)
 
 
-def build_systems(mapping: HubMapping, located: Located, settings: Settings, engine: AsyncEngine) -> Systems:
+def build_systems(
+    mapping: HubMapping,
+    located: Located,
+    settings: Settings,
+    engine: AsyncEngine,
+    *,
+    env_required: bool = True,
+) -> Systems:
+    """The adapters of a mapping, checked. With env_required=False (a lint where the deployment's
+    environment is not at hand) a system whose config names an unset variable is left unbuilt and
+    told in `Systems.unchecked`, not a problem."""
     factories = adapter_factories()
     adapters: dict[str, Adapter] = {}
     classes: dict[str, type] = {}
     problems: list[Problem] = []
+    unchecked: list[Problem] | None = None if env_required else []
     for name, system in mapping.systems.items():
         ep = factories.get(system.adapter)
         if ep is None:
@@ -223,7 +244,9 @@ def build_systems(mapping: HubMapping, located: Located, settings: Settings, eng
                         f"adapter {system.adapter!r} declares {port.__name__} but lacks its methods",
                     )
                 )
-        config = validate_config(adapter_class, system.config, ("systems", name, "config"), located, problems)
+        config_loc = ("systems", name, "config")
+        config = validate_config(adapter_class, system.config, config_loc, located, problems, unchecked)
+        classes[name] = adapter_class
         if config is None:
             continue
         ctx = AdapterContext(
@@ -235,7 +258,6 @@ def build_systems(mapping: HubMapping, located: Located, settings: Settings, eng
             timeout=system.timeout_seconds,
             log=logging.getLogger(f"hub.system.{name}"),
         )
-        classes[name] = adapter_class
         adapters[name] = adapter_class(ctx)
     if problems:
         raise MappingError(problems)
@@ -249,7 +271,8 @@ def build_systems(mapping: HubMapping, located: Located, settings: Settings, eng
             names += [f.destination for f in mapping.flows]
         names = list(dict.fromkeys(names))
         for name in names:
-            serves = getattr(adapters[name], "serves", None)  # a configured system may not serve them all
+            # A configured system may not serve every port its class has (an unbuilt one is not asked).
+            serves = getattr(adapters.get(name), "serves", None)
             if role.port in ports_of(classes[name]) and serves is not None and not serves(role.port):
                 problems.append(
                     located.problem(
@@ -270,7 +293,7 @@ def build_systems(mapping: HubMapping, located: Located, settings: Settings, eng
         players[role.name] = names
     if problems:
         raise MappingError(problems)
-    return Systems(mapping, adapters, players, classes)
+    return Systems(mapping, adapters, players, classes, unchecked=unchecked or [])
 
 
 def _implements(adapter_class: type, port: type) -> bool:

@@ -18,9 +18,10 @@ DirArg = Annotated[
 ]
 
 
-async def validate_dir(mappings_dir: Path) -> tuple[int, int]:
+async def validate_dir(mappings_dir: Path, strict_env: bool = True) -> tuple[int, int, list[Problem]]:
     """Every problem in a mapping folder as one MappingError: YAML, models, references, adapter
-    configs and ports, and the files adapters read (their `lint`). Returns (systems, flows)."""
+    configs and ports, and the files adapters read (their `lint`). Returns (systems, flows, the
+    configs left unchecked because a variable is unset: only when not strict_env)."""
     from hub.registry import build_systems, load_mapping
     from hub.store.db import create_engine
 
@@ -28,7 +29,7 @@ async def validate_dir(mappings_dir: Path) -> tuple[int, int]:
     settings = Settings(mappings_dir=mappings_dir)
     engine = create_engine("sqlite+aiosqlite:///:memory:")
     try:
-        systems = build_systems(mapping, located, settings, engine)
+        systems = build_systems(mapping, located, settings, engine, env_required=strict_env)
         problems: list[Problem] = []
         for adapter in systems.adapters.values():
             lint = getattr(adapter, "lint", None)
@@ -42,14 +43,24 @@ async def validate_dir(mappings_dir: Path) -> tuple[int, int]:
             raise MappingError(problems)
     finally:
         await engine.dispose()
-    return len(mapping.systems), len(mapping.flows)
+    return len(mapping.systems), len(mapping.flows), systems.unchecked
 
 
 @app.command()
-def validate(mappings_dir: DirArg = None) -> None:
-    """Print every problem as file:line:column: field: message; exit 2 when there is one."""
+def validate(
+    mappings_dir: DirArg = None,
+    strict_env: Annotated[
+        bool, typer.Option("--strict-env", help="An unset ${VARIABLE} is a problem (as for hub serve).")
+    ] = False,
+) -> None:
+    """Print every problem as file:line:column: field: message; exit 2 when there is one.
+
+    A lint runs where the deployment's secrets are not: a config naming an unset ${VARIABLE} is told as
+    a warning and left unchecked, unless --strict-env (hub serve always requires them)."""
     folder = mappings_dir or Settings().mappings_dir
-    systems, flows = run(validate_dir, folder)
+    systems, flows, unchecked = run(validate_dir, folder, strict_env)
+    for problem in unchecked:
+        typer.echo(f"warning: {problem} (its config is not checked)", err=True)
     typer.echo(f"ok: {systems} systems, {flows} flows in {folder}")
 
 

@@ -35,7 +35,7 @@ def serve(
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     settings = Settings(demo=demo or Settings().demo)
     try:
-        run(validate_dir, settings.mappings_dir)
+        run(validate_dir, settings.mappings_dir, True)
     except MappingError as exc:  # pragma: no cover - run() reports it
         fail_mapping(exc)
     typer.echo(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 
 import pytest
 
-from hub.config import SHIPPED_MAPPINGS
-from tests.e2e.test_cli import run
+from hub.config import PROJECT_ROOT, SHIPPED_MAPPINGS
+from tests.e2e.test_cli import HUB, run
 
 
 @pytest.fixture
@@ -78,3 +80,12 @@ def test_a_folder_without_mapping_tests_fails_the_command(mappings):
     shutil.rmtree(mappings / "tests")
     out = run("mappings", "test", str(mappings))
     assert out.returncode == 1 and "no mapping tests found" in out.stderr
+
+
+def test_hub_serve_refuses_a_mapping_whose_variables_are_unset_and_names_them(tmp_path):
+    example = PROJECT_ROOT / "mappings" / "examples" / "rest"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOYALTY_")}
+    env.update(HUB_MAPPINGS_DIR=str(example), HUB_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    out = subprocess.run([HUB, "serve", "--port", "1"], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 2
+    assert f"{example / 'hub.yaml'}:" in out.stderr and "environment variable LOYALTY_URL is not set" in out.stderr
