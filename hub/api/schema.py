@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from typing import Annotated
 
 import strawberry
 from strawberry.extensions import (
@@ -28,12 +29,13 @@ from hub.api.types import (
     RecordContactEventsPayload,
     StartContactInput,
     StartContactPayload,
+    SystemKeyInput,
 )
 from hub.core.errors import BadInput, NotFound, SystemUnavailable
 from hub.core.events import EventInput
-from hub.core.identity import keys_from
+from hub.core.identity import keys_from, normalize_token
 from hub.messaging.bus.base import BusError
-from hub.model import DecisionRequest
+from hub.model import DecisionRequest, Key
 
 I = Info[Context, None]  # noqa: E741
 MAX_CUSTOMERS = 100
@@ -69,6 +71,10 @@ class Query:
         phone: str | None = None,
         cookie_id: str | None = None,
         customer_number: str | None = None,
+        system_key: Annotated[
+            SystemKeyInput | None,
+            strawberry.argument(description="A system's own id for the customer, e.g. the CRM's CRM-000123."),
+        ] = None,
     ) -> Customer | None:
         wiring = info.context.wiring
         keys = keys_from(
@@ -78,8 +84,12 @@ class Query:
             customer_id=customer_number,
             region=wiring.phone_region,
         )
+        if system_key is not None:
+            if system_key.system not in wiring.mapping.systems:
+                raise BadInput(f"no system named {system_key.system[:60]!r}", field="systemKey.system")
+            keys.append(Key(system_key.system, normalize_token(system_key.id, "systemKey.id")))
         if not keys:
-            raise BadInput("give at least one key: email, phone, cookieId or customerNumber")
+            raise BadInput("give at least one key: email, phone, cookieId, customerNumber or systemKey")
         customer_id = await wiring.contacts.find(keys)
         return await _customer(info, customer_id) if customer_id else None
 

@@ -172,6 +172,12 @@ class IdentificationInput:
     cookie_id: str | None = None
 
 
+@strawberry.input(description="A system's own id for a customer: a key of the kind named after the system.")
+class SystemKeyInput:
+    system: str
+    id: str
+
+
 @strawberry.input
 class StartContactInput:
     channel: Channel

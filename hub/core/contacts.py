@@ -301,7 +301,16 @@ def _contact(r: Any) -> Contact:
 
 
 def _strongest(found: dict[Key, str]) -> str | None:
-    for kind in KEY_STRENGTH:
+    """The customer of the strongest key found: a customer number, then a system's own id, then the
+    channel's keys (email, phone, cookie)."""
+    builtin = {str(k) for k in KeyKind}
+    for key, cid in found.items():
+        if key.kind == KeyKind.CUSTOMER_ID:
+            return cid
+    for key, cid in found.items():
+        if key.kind not in builtin:
+            return cid
+    for kind in KEY_STRENGTH[1:]:
         for key, cid in found.items():
             if key.kind == kind:
                 return cid

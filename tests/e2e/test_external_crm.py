@@ -165,6 +165,14 @@ async def test_an_external_crm_with_its_own_ids_plays_the_contact_registry(tmp_p
             assert customer["name"] == "Anna de Vries" and customer["emails"] == ["anna@example.com"]
             assert customer["attributes"] == {"tier": "gold"}
             assert {s["field"]: s["system"] for s in customer["sources"]}["attributes.tier"] == "crm"
+            # A channel that knows the CRM's id finds the customer by it.
+            by_crm = await gql(client, 'query($k: SystemKeyInput!) { customerByKey(systemKey: $k) { id } }',
+                               {"k": {"system": "crm", "id": "CRM-000123"}})
+            assert by_crm["customerByKey"]["id"] == cid
+            unknown = await gql(client, 'query { customerByKey(systemKey: {system: "crm", id: "CRM-999"}) { id } }')
+            assert unknown["customerByKey"] is None
+            bad = await gql(client, 'query { customerByKey(systemKey: {system: "nope", id: "x"}) { id } }', ok=False)
+            assert [e["extensions"]["code"] for e in bad["errors"]] == ["BAD_USER_INPUT"]
             # The same visitor again: the CRM is told, and keeps its one id.
             again = (await gql(client, START, {"input": {
                 "channel": "WEBSITE", "identification": {"email": "anna@example.com"}}}))["startContact"]
