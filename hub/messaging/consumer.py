@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.events import CloudEvent, utcnow
 from hub.messaging import changes
@@ -53,19 +53,11 @@ class IdempotentConsumer:
             await self._external(event)
             return
         async with self._engine.begin() as tx:
-            claimed = await tx.execute(
-                dialect_insert(tx, processed_messages)
-                .values(destination=self.destination, event_id=event.id, processed_at=utcnow())
-                .on_conflict_do_nothing()
-                .returning(processed_messages.c.event_id)
-            )
-            if claimed.first() is None:
+            if not await self._claim(tx, event):
                 return  # applied before: a redelivery
             customers = await self._consumer.consume(tx, event)
-            if customers:  # other hub processes clear their caches and push NBAs on this
-                await self._outbox.add(tx, [changes.changed(self._source, self.destination, customers)])
-        if customers:
-            self._changed(self.destination, customers)
+            await self._announce(tx, customers)
+        self._done(customers)
 
     async def _external(self, event: CloudEvent) -> None:
         async with self._engine.connect() as conn:
@@ -80,13 +72,24 @@ class IdempotentConsumer:
         async with self._engine.connect() as idle:  # no transaction begun: the system ignores it
             customers = await self._consumer.consume(idle, event)
         async with self._engine.begin() as tx:
-            claimed = await tx.execute(
-                dialect_insert(tx, processed_messages)
-                .values(destination=self.destination, event_id=event.id, processed_at=utcnow())
-                .on_conflict_do_nothing()
-                .returning(processed_messages.c.event_id)
-            )
-            if claimed.first() is not None and customers:
-                await self._outbox.add(tx, [changes.changed(self._source, self.destination, customers)])
+            if await self._claim(tx, event):
+                await self._announce(tx, customers)
+        self._done(customers)
+
+    async def _claim(self, tx: AsyncConnection, event: CloudEvent) -> bool:
+        """Record the event as applied to this destination; False when it was recorded before."""
+        claimed = await tx.execute(
+            dialect_insert(tx, processed_messages)
+            .values(destination=self.destination, event_id=event.id, processed_at=utcnow())
+            .on_conflict_do_nothing()
+            .returning(processed_messages.c.event_id)
+        )
+        return claimed.first() is not None
+
+    async def _announce(self, tx: AsyncConnection, customers: Collection[str]) -> None:
+        if customers:  # other hub processes clear their caches and push NBAs on this
+            await self._outbox.add(tx, [changes.changed(self._source, self.destination, customers)])
+
+    def _done(self, customers: Collection[str]) -> None:
         if customers:
             self._changed(self.destination, customers)
