@@ -125,6 +125,7 @@ class Hub:
             self.instance,
             lambda: self.wiring.systems.system(DECISION_ENGINE),
             self.cache.invalidate,
+            lambda ids: self.wiring.decisions.forget(ids),
             self.feed.notify,
             self.relay.wake,
         )
@@ -144,7 +145,11 @@ class Hub:
         translator = Translator(mapping)
         decision_system = systems.system(DECISION_ENGINE)
         decisions = Decisions(
-            decision_system, systems.one(DECISION_ENGINE), mapping.systems[decision_system].timeout_seconds
+            decision_system,
+            systems.one(DECISION_ENGINE),
+            mapping.systems[decision_system].timeout_seconds,
+            s.decision_cache_seconds,
+            s.cache_max_entries,
         )
         contacts = ContactService(
             self.engine,
@@ -154,6 +159,7 @@ class Hub:
             s.source,
             self.reactions.committed,
             partial(changes.changed, self.instance),
+            self.cache.keys,
         )
         views = ViewAssembler(
             self.engine, mapping, systems.all(PROFILE_SOURCE), self.cache, translator, contacts

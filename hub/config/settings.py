@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     max_query_depth: int = 10
     # How long an adapter read stays cached; events about a customer clear it sooner.
     cache_ttl_seconds: float = 30.0
+    # How long CM's answer for a customer is reused (CM's own learning snapshot is as old); a change of
+    # the customer's CM data forgets it at once. 0 asks CM every time.
+    decision_cache_seconds: float = 1.0
     cache_max_entries: int = 50_000
     # Outbox relay: how many events per round and how long it idles when nothing wakes it.
     relay_batch: int = 200

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +71,7 @@ class ContactService:
         source: str,
         committed: Committed,
         announce: Announce,
+        known_keys: MutableMapping[Key, str] | None = None,
     ):
         self._engine = engine
         self._registry_system = registry_system
@@ -80,6 +81,9 @@ class ContactService:
         self._source = source
         self._committed = committed
         self._announce = announce
+        # Keys found before -> their customer. A key, once linked, is never moved to another customer
+        # (keys are only added), so a positive answer stays true; an unknown key is asked every time.
+        self._known_keys: MutableMapping[Key, str] = known_keys if known_keys is not None else {}
 
     async def start(self, channel: Channel, keys: Sequence[Key], name: str | None) -> Started:
         if not keys:
@@ -161,8 +165,15 @@ class ContactService:
             await self._graph.link(tx, facts.customer_id, [Key(self._registry_system, str(own_id))])
 
     async def find(self, keys: Sequence[Key]) -> str | None:
-        async with self._engine.connect() as conn:
-            return _strongest(await self._graph.lookup(conn, keys))
+        known = self._known_keys
+        found = {k: known[k] for k in keys if k in known}
+        unsure = [k for k in keys if k not in found]
+        if unsure:
+            async with self._engine.connect() as conn:
+                fetched = await self._graph.lookup(conn, unsure)
+            known.update(fetched)
+            found.update(fetched)
+        return _strongest(found)
 
     async def end(self, contact_id: str, outcome: str | None) -> Contact:
         if outcome is not None and len(outcome) > 200:

@@ -1,28 +1,56 @@
-"""Use case: next best actions from the decision engine (CM), batched, bounded by its timeout.
+"""Use case: next best actions from the decision engine (CM), batched, bounded by its timeout, cached.
 
 A decision engine that fails or does not answer in time is `SystemUnavailable` naming it: the API
-answers with the rest of the data and that error, never INTERNAL."""
+answers with the rest of the data and that error, never INTERNAL.
+
+Decisions are cached per customer for a short time (`HUB_DECISION_CACHE_SECONDS`, 1 s: as long as CM's
+own learning snapshot) and forgotten as soon as CM's data for the customer changes, in this process or
+another (the change announcements). A decision asked while the customer changed is not kept."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import TypeVar
+
+from cachetools import LRUCache, TTLCache
 
 from hub.core.calls import call
 from hub.core.errors import SystemUnavailable
-from hub.model import ContactEvent, DecisionRequest, NextBestAction, Offer
+from hub.model import Channel, ContactEvent, DecisionRequest, NextBestAction, Offer
 from hub.ports import DecisionEngine
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+Slot = tuple[Channel | None, int]  # (channel, limit) of a request, within one customer's entry
+
+
 class Decisions:
-    def __init__(self, system: str, engine: DecisionEngine, timeout: float):
+    def __init__(
+        self,
+        system: str,
+        engine: DecisionEngine,
+        timeout: float,
+        cache_seconds: float = 0.0,
+        max_entries: int = 50_000,
+    ):
         self.system = system
         self._engine = engine
         self._timeout = timeout
+        self._cache: TTLCache[str, dict[Slot, list[NextBestAction]]] | None = (
+            TTLCache(maxsize=max_entries, ttl=cache_seconds) if cache_seconds > 0 else None
+        )
+        # Bumped when a customer's CM data changes: an answer asked before then is not cached.
+        self._epochs: LRUCache[str, int] = LRUCache(maxsize=max_entries)
+
+    def forget(self, customer_ids: Iterable[str]) -> None:
+        """CM's data for these customers changed: their cached decisions are stale."""
+        for cid in customer_ids:
+            self._epochs[cid] = self._epochs.get(cid, 0) + 1
+            if self._cache is not None:
+                self._cache.pop(cid, None)
 
     async def offers(self) -> Sequence[Offer]:
         return await self._call("offers", self._engine.offers())
@@ -32,13 +60,30 @@ class Decisions:
     ) -> list[list[NextBestAction]]:
         if not requests:
             return []
-        answer = await self._call("decide", self._engine.decide(requests, pending))
-        if len(answer) != len(requests):
-            log.error(
-                "decision engine %s answered %d of %d requests", self.system, len(answer), len(requests)
-            )
-            raise SystemUnavailable(f"system {self.system!r} gave a malformed answer", system=self.system)
-        return answer
+        cache = self._cache if not pending else None  # pending events: an answer for this call only
+        found: dict[int, list[NextBestAction]] = {}
+        if cache is not None:
+            for i, r in enumerate(requests):
+                hit = cache.get(r.customer_id, {}).get((r.channel, r.limit))
+                if hit is not None:
+                    found[i] = hit
+        missing = [r for i, r in enumerate(requests) if i not in found]
+        if missing:
+            epochs = {r.customer_id: self._epochs.get(r.customer_id, 0) for r in missing}
+            answer = await self._call("decide", self._engine.decide(missing, pending))
+            if len(answer) != len(missing):
+                log.error(
+                    "decision engine %s answered %d of %d requests", self.system, len(answer), len(missing)
+                )
+                raise SystemUnavailable(f"system {self.system!r} gave a malformed answer", system=self.system)
+            fresh = iter(answer)
+            for i, r in enumerate(requests):
+                if i in found:
+                    continue
+                found[i] = next(fresh)
+                if cache is not None and self._epochs.get(r.customer_id, 0) == epochs[r.customer_id]:
+                    cache.setdefault(r.customer_id, {})[(r.channel, r.limit)] = found[i]
+        return [found[i] for i in range(len(requests))]
 
     async def decide_one(
         self, request: DecisionRequest, pending: Sequence[ContactEvent] = ()

@@ -19,7 +19,7 @@ from hub.core.calls import why
 from hub.core.contacts import ContactService
 from hub.core.identity import IdentityGraph
 from hub.core.translate import Fragment, Translator
-from hub.model import GOLDEN_ID, HUB_SYSTEM, Contact, CustomerView
+from hub.model import GOLDEN_ID, HUB_SYSTEM, Contact, CustomerView, Key
 from hub.ports import ProfileSource
 from hub.store.tables import customers
 from hub.waiting import bounded
@@ -39,6 +39,8 @@ class ProfileCache:
         # Customers known to exist. A golden id, once made, stays (until erasure forgets it): no TTL,
         # so a view whose systems' reads expired does not ask the store again whether it exists.
         self.known: LRUCache[str, bool] = LRUCache(maxsize=maxsize)
+        # Identity keys found before -> their customer (keys are only ever added, never moved).
+        self.keys: LRUCache[Key, str] = LRUCache(maxsize=maxsize)
 
     def get(self, system: str, customer_id: str) -> Any:
         return self._cache.get((system, customer_id), _MISSING)

@@ -1,5 +1,6 @@
 """What runs after a commit that changed customers' data, in this process or another: clear the cached
-reads of the system that changed, push fresh NBAs when CM's data changed, wake the outbox relay."""
+reads of the system that changed; when CM's data changed, forget its cached decisions and push fresh
+NBAs; wake the outbox relay."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ class ChangeReactions:
         instance: str,
         decision_system: Callable[[], str],
         invalidate: Callable[[Iterable[str], Iterable[str]], None],
+        forget_decisions: Callable[[Iterable[str]], None],
         notify: Callable[[Iterable[str]], None],
         wake_relay: Callable[[], None],
     ):
         self._instance = instance  # names this process in its announcements, so it can skip its own
         self._decision_system = decision_system
         self._invalidate = invalidate
+        self._forget_decisions = forget_decisions
         self._notify = notify
         self._wake_relay = wake_relay
 
@@ -45,4 +48,5 @@ class ChangeReactions:
         # ended is announced as a change of the contact registry's data.
         self._invalidate(ids, [system, HUB_SYSTEM])
         if system == self._decision_system():
+            self._forget_decisions(ids)  # before the push: subscribers re-decide on fresh data
             self._notify(ids)

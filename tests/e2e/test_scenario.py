@@ -223,3 +223,12 @@ async def test_the_view_carries_the_newest_contacts_from_the_hub(client, hub):
     shown = [c["id"] for c in data["customer"]["contacts"]]
     assert shown == list(reversed(ids))[:20]  # newest first, at most 20
     assert {"field": "contacts", "system": "hub"} in data["customer"]["sources"]
+
+
+async def test_a_key_unknown_a_moment_ago_finds_the_customer_made_since(client, hub):
+    query = 'query($e: String!) { customerByKey(email: $e) { id } }'
+    assert (await gql(client, query, {"e": "later@example.com"}))["customerByKey"] is None
+    started = await start_contact(client, email="later@example.com")
+    for _ in range(2):  # the second answer comes from the hub's memory of keys, and agrees
+        found = await gql(client, query, {"e": "later@example.com"})
+        assert found["customerByKey"]["id"] == started["customer"]["id"]

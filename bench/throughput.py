@@ -1,0 +1,114 @@
+"""view-throughput: the cached customer view (profile, segments, 3 NBAs, offer history) over HTTP
+under wrk (16 connections), against a bare Starlette endpoint that returns the same bytes under the same
+server settings (bench/bare.py). The hub runs as `hub serve` on its embedded defaults with the demo data.
+
+Hub and baseline alternate, `rounds` times; the ratio is hub req/s ÷ baseline req/s (medians).
+Target >= 0.30.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+
+TARGET = 0.30
+CONNECTIONS = 16
+HERE = Path(__file__).resolve().parent
+HUB = str(Path(sys.executable).with_name("hub"))
+QUERY = """query($e: String!) { customerByKey(email: $e) {
+  id name emails phones segments { id name } offerHistory { offerId shown accepted rejected later }
+  nextBestActions(channel: WEBSITE, limit: 3) { offerId title score reason decisionId } } }"""
+EMAIL = "anna.devries@example.com"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _up(session: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        assert proc.poll() is None, f"{url}: the process ended"
+        try:
+            async with session.get(url) as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _wrk(url: str, script: Path, seconds: int) -> float:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "-s", str(script), url],
+        capture_output=True, text=True, check=True, timeout=seconds + 30,
+    ).stdout
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if found is None or errors is not None:
+        raise RuntimeError(f"wrk: {out}")
+    return float(found.group(1))
+
+
+async def run(rounds: int = 3, seconds: int = 5) -> list[str]:
+    if shutil.which("wrk") is None:
+        return ["bench view-throughput: skipped: wrk is not installed (apt-get install wrk; make bench does)"]
+    hub_port, bare_port = _free_port(), _free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
+               "HUB_RELOAD_ON_CHANGE": "false"}
+        hub = subprocess.Popen([HUB, "serve", "--demo", "--port", str(hub_port), "--log-level", "warning"], env=env)
+        bare = None
+        try:
+            async with aiohttp.ClientSession() as session:
+                await _up(session, f"http://127.0.0.1:{hub_port}/healthz", hub)
+                payload = {"query": QUERY, "variables": {"e": EMAIL}}
+                async with session.post(f"http://127.0.0.1:{hub_port}/graphql", json=payload) as r:
+                    answer = await r.read()
+                body = json.loads(answer)
+                assert "errors" not in body and body["data"]["customerByKey"]["nextBestActions"], body
+                (Path(tmp) / "answer.json").write_bytes(answer)
+                bare = subprocess.Popen([sys.executable, str(HERE / "bare.py"), "--port", str(bare_port),
+                                         "--body", str(Path(tmp) / "answer.json")])
+                await _up(session, f"http://127.0.0.1:{bare_port}/healthz", bare)
+            script = Path(tmp) / "post.lua"
+            script.write_text(
+                'wrk.method = "POST"\n'
+                'wrk.headers["Content-Type"] = "application/json"\n'
+                f"wrk.body = {json.dumps(json.dumps(payload))}\n"
+            )
+            hub_rps, bare_rps = [], []
+            for _ in range(rounds):  # alternating, so drift on the machine hits both alike
+                hub_rps.append(await asyncio.to_thread(_wrk, f"http://127.0.0.1:{hub_port}/graphql", script, seconds))
+                bare_rps.append(await asyncio.to_thread(_wrk, f"http://127.0.0.1:{bare_port}/graphql", script, seconds))
+        finally:
+            for proc in (hub, bare):
+                if proc is not None:
+                    proc.terminate()
+                    proc.wait(timeout=15)
+    h, b = statistics.median(hub_rps), statistics.median(bare_rps)
+    ratio = h / b
+    return [
+        f"cached view over HTTP, {CONNECTIONS} connections: hub {h:,.0f} req/s, bare Starlette with the same "
+        f"bytes {b:,.0f} req/s (rounds: hub {[round(x) for x in hub_rps]}, bare {[round(x) for x in bare_rps]})",
+        f"bench view-throughput: ratio={ratio:.3f} target={TARGET} {'PASS' if ratio >= TARGET else 'FAIL'} "
+        f"(hub {h:,.0f} req/s ÷ bare {b:,.0f} req/s)",
+    ]
+
+
+if __name__ == "__main__":
+    for line in asyncio.run(run()):
+        print(line)
