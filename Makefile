@@ -38,6 +38,7 @@ schema: $(STAMP)
 
 ## bench: side-by-side benchmarks (ratios against a baseline); results in bench/RESULTS.md
 bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/run.py --rounds 7
 
 clean:

@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+from procs import HUB, free_port, start, stop, up
 
 from hub.config import SHIPPED_MAPPINGS
 
@@ -33,19 +32,12 @@ DELAY = 0.020
 TARGET = 1.15
 SYSTEMS = ("s1", "s2", "s3", "s4", "s5")
 HERE = Path(__file__).resolve().parent
-HUB = str(Path(sys.executable).with_name("hub"))
 START = (
     "mutation($e: String!) { startContact(input: {channel: WEBSITE, identification: {email: $e}}) "
     "{ customer { id } } }"
 )
 VIEW = "query($id: ID!) { customer(id: $id) { name attributes unavailableSystems } }"
 MANY = "query($ids: [ID!]!) { customers(ids: $ids) { attributes } }"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _mapping(folder: Path, base: str) -> None:
@@ -70,21 +62,8 @@ def _mapping(folder: Path, base: str) -> None:
     hub_yaml.write_text(text.replace("\nsurvivorship:", f"\n{systems}survivorship:", 1))
 
 
-async def _up(session: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        assert proc.poll() is None, f"{url}: the process ended"
-        try:
-            async with session.get(url) as r:
-                if r.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
 async def run(rounds: int = 7) -> list[str]:
-    systems_port, hub_port = _free_port(), _free_port()
+    systems_port, hub_port = free_port(), free_port()
     systems_url = f"http://127.0.0.1:{systems_port}"
     hub_url = f"http://127.0.0.1:{hub_port}"
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,25 +76,18 @@ async def run(rounds: int = 7) -> list[str]:
             "HUB_CACHE_TTL_SECONDS": "0.000001",  # every view reads every system: cold
             "HUB_RELOAD_ON_CHANGE": "false",
         }
-        procs = _start(
-            [sys.executable, str(HERE / "systems.py"), "--port", str(systems_port), "--delay", str(DELAY)],
-            [HUB, "serve", "--port", str(hub_port), "--log-level", "warning"],
-            env=env,
-        )
+        procs = [
+            start([sys.executable, str(HERE / "systems.py"), "--port", str(systems_port), "--delay",
+                   str(DELAY)]),
+            start([HUB, "serve", "--port", str(hub_port), "--log-level", "warning"], env),
+        ]
         try:
             async with aiohttp.ClientSession() as session:
-                await _up(session, f"{systems_url}/health", procs[0])
-                await _up(session, f"{hub_url}/healthz", procs[1])
+                await up(session, f"{systems_url}/health", procs[0])
+                await up(session, f"{hub_url}/healthz", procs[1])
                 return await _measure(session, hub_url, systems_url, rounds)
         finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(timeout=15)
-
-
-def _start(*argvs: list[str], env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
-    # Started once, before anything is measured: not worth a thread.
-    return [subprocess.Popen(argv, env=env) for argv in argvs]
+            stop(*procs)
 
 
 async def _gql(session: aiohttp.ClientSession, url: str, query: str, variables: dict) -> dict:

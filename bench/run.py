@@ -113,10 +113,18 @@ async def main(rounds: int) -> None:
         await client.aclose()
         await hub.close()
 
-    # view-fanout: the hub, five REST systems and the channel, each in a process of its own.
+    # The benchmarks with a target, each across processes (the hub as `hub serve`); their verdicts last.
     import fanout  # bench/ is the script's folder, first on sys.path
+    import throughput
 
-    for line in await fanout.run(rounds):
+    verdicts = []
+    for lines in (await throughput.run(), await fanout.run(rounds)):
+        for line in lines:
+            (verdicts if line.startswith("bench ") else []).append(line)
+            if not line.startswith("bench "):
+                print(line)
+    print()
+    for line in verdicts:
         print(line)
 
 

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,34 +20,15 @@ import tempfile
 from pathlib import Path
 
 import aiohttp
+from procs import HUB, free_port, start, stop, up
 
 TARGET = 0.30
 CONNECTIONS = 16
 HERE = Path(__file__).resolve().parent
-HUB = str(Path(sys.executable).with_name("hub"))
 QUERY = """query($e: String!) { customerByKey(email: $e) {
   id name emails phones segments { id name } offerHistory { offerId shown accepted rejected later }
   nextBestActions(channel: WEBSITE, limit: 3) { offerId title score reason decisionId } } }"""
 EMAIL = "anna.devries@example.com"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _up(session: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        assert proc.poll() is None, f"{url}: the process ended"
-        try:
-            async with session.get(url) as r:
-                if r.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
 
 
 def _wrk(url: str, script: Path, seconds: int) -> float:
@@ -66,24 +46,25 @@ def _wrk(url: str, script: Path, seconds: int) -> float:
 async def run(rounds: int = 3, seconds: int = 5) -> list[str]:
     if shutil.which("wrk") is None:
         return ["bench view-throughput: skipped: wrk is not installed (apt-get install wrk; make bench does)"]
-    hub_port, bare_port = _free_port(), _free_port()
+    hub_port, bare_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
                "HUB_RELOAD_ON_CHANGE": "false"}
-        hub = subprocess.Popen([HUB, "serve", "--demo", "--port", str(hub_port), "--log-level", "warning"], env=env)
+        hub = start([HUB, "serve", "--demo", "--port", str(hub_port), "--log-level", "warning"], env)
         bare = None
         try:
             async with aiohttp.ClientSession() as session:
-                await _up(session, f"http://127.0.0.1:{hub_port}/healthz", hub)
+                await up(session, f"http://127.0.0.1:{hub_port}/healthz", hub)
                 payload = {"query": QUERY, "variables": {"e": EMAIL}}
                 async with session.post(f"http://127.0.0.1:{hub_port}/graphql", json=payload) as r:
                     answer = await r.read()
                 body = json.loads(answer)
                 assert "errors" not in body and body["data"]["customerByKey"]["nextBestActions"], body
                 (Path(tmp) / "answer.json").write_bytes(answer)
-                bare = subprocess.Popen([sys.executable, str(HERE / "bare.py"), "--port", str(bare_port),
-                                         "--body", str(Path(tmp) / "answer.json")])
-                await _up(session, f"http://127.0.0.1:{bare_port}/healthz", bare)
+                answer_file = str(Path(tmp) / "answer.json")
+                bare = start([sys.executable, str(HERE / "bare.py"), "--port", str(bare_port),
+                              "--body", answer_file])
+                await up(session, f"http://127.0.0.1:{bare_port}/healthz", bare)
             script = Path(tmp) / "post.lua"
             script.write_text(
                 'wrk.method = "POST"\n'
@@ -92,18 +73,17 @@ async def run(rounds: int = 3, seconds: int = 5) -> list[str]:
             )
             hub_rps, bare_rps = [], []
             for _ in range(rounds):  # alternating, so drift on the machine hits both alike
-                hub_rps.append(await asyncio.to_thread(_wrk, f"http://127.0.0.1:{hub_port}/graphql", script, seconds))
-                bare_rps.append(await asyncio.to_thread(_wrk, f"http://127.0.0.1:{bare_port}/graphql", script, seconds))
+                for port, results in ((hub_port, hub_rps), (bare_port, bare_rps)):
+                    url = f"http://127.0.0.1:{port}/graphql"
+                    results.append(await asyncio.to_thread(_wrk, url, script, seconds))
         finally:
-            for proc in (hub, bare):
-                if proc is not None:
-                    proc.terminate()
-                    proc.wait(timeout=15)
+            stop(hub, bare)
     h, b = statistics.median(hub_rps), statistics.median(bare_rps)
     ratio = h / b
     return [
         f"cached view over HTTP, {CONNECTIONS} connections: hub {h:,.0f} req/s, bare Starlette with the same "
-        f"bytes {b:,.0f} req/s (rounds: hub {[round(x) for x in hub_rps]}, bare {[round(x) for x in bare_rps]})",
+        f"bytes {b:,.0f} req/s (rounds: hub {[round(x) for x in hub_rps]}, "
+        f"bare {[round(x) for x in bare_rps]})",
         f"bench view-throughput: ratio={ratio:.3f} target={TARGET} {'PASS' if ratio >= TARGET else 'FAIL'} "
         f"(hub {h:,.0f} req/s ÷ bare {b:,.0f} req/s)",
     ]
