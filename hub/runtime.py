@@ -29,6 +29,7 @@ from hub.messaging.consumer import IdempotentConsumer
 from hub.messaging.feed import NbaFeed
 from hub.messaging.outbox import Outbox, OutboxRelay
 from hub.messaging.reactions import ChangeReactions
+from hub.messaging.retention import Retention
 from hub.messaging.scheduler import Scheduler
 from hub.registry import Systems, build_systems, load_mapping
 from hub.roles import CONTACT_REGISTRY, DECISION_ENGINE, EVENT_DESTINATION, PROFILE_SOURCE
@@ -133,6 +134,8 @@ class Hub:
         self.scheduler = Scheduler(self.engine, self.bus, mapping.flows, self.handler_for)
         await self.bus.broadcast([CUSTOMER_CHANGED], self.reactions.heard)
         self.relay.start()
+        self.retention = Retention(self.engine, s.outbox_retention_seconds, s.processed_retention_seconds)
+        self.retention.start()
         self._consume = consume
         self._consuming: set[str] = set()
         if consume:
@@ -195,6 +198,7 @@ class Hub:
             task.cancel()
         steps = (
             ("scheduler", self.scheduler.stop),
+            ("retention", self.retention.stop),
             ("outbox relay", self.relay.stop),
             ("bus", self.bus.close),
             ("adapters", self.wiring.systems.close),

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     cache_max_entries: int = 50_000
     # Outbox relay: how many events per round and how long it idles when nothing wakes it.
     relay_batch: int = 200
+    # How long history is kept (hub.messaging.retention): sent outbox rows, and the ids of applied
+    # messages (longer than any message waits for redelivery or a dead letter for its replay).
+    outbox_retention_seconds: float = 86_400.0
+    processed_retention_seconds: float = 14 * 86_400.0
     relay_idle_seconds: float = 0.5
     # Consumer behaviour (both bus engines).
     delivery_limit: int = 5

@@ -55,7 +55,12 @@ outbox = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
 )
-Index("ix_outbox_unsent", outbox.c.sent_at, outbox.c.seq)
+# Partial indexes: the relay's poll reads only unsent rows and retention only sent ones, so neither
+# slows down as the history grows.
+Index("ix_outbox_unsent", outbox.c.seq, postgresql_where=outbox.c.sent_at.is_(None),
+      sqlite_where=outbox.c.sent_at.is_(None))
+Index("ix_outbox_sent", outbox.c.sent_at, postgresql_where=outbox.c.sent_at.is_not(None),
+      sqlite_where=outbox.c.sent_at.is_not(None))
 
 # Idempotent consumer: one row per (destination, event) whose effect is committed.
 processed_messages = Table(
@@ -63,7 +68,7 @@ processed_messages = Table(
     metadata,
     Column("destination", String(120), primary_key=True),
     Column("event_id", String(64), primary_key=True),
-    Column("processed_at", UTCDateTime(), nullable=False),
+    Column("processed_at", UTCDateTime(), nullable=False, index=True),
 )
 
 flow_cursors = Table(

@@ -1,0 +1,97 @@
+"""Retention: the outbox's sent rows and the idempotent consumer's processed-message ids are history, and
+history is pruned, so the relay's poll and the consumers' claims stay as fast on day 300 as on day 1.
+
+Sent outbox rows are kept `HUB_OUTBOX_RETENTION_SECONDS` (for diagnosis), processed-message ids
+`HUB_PROCESSED_RETENTION_SECONDS`: longer than any message can wait to be redelivered (a dead letter
+replayed after that is applied again, so keep it above your dead-letter handling time). Every hub process
+prunes; the deletes are idempotent, in small batches, and never touch an unsent row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Delete, Select, delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.events import utcnow
+from hub.store.tables import outbox, processed_messages
+
+log = logging.getLogger(__name__)
+
+BATCH = 5_000
+
+
+class Retention:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        outbox_seconds: float,
+        processed_seconds: float,
+        every: float = 60.0,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        self._engine = engine
+        self._outbox = timedelta(seconds=outbox_seconds)
+        self._processed = timedelta(seconds=processed_seconds)
+        self._every = every
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.prune()
+            except Exception:  # the store may be away: try again next round
+                log.exception("pruning history failed; retrying")
+            await asyncio.sleep(self._every)
+
+    async def prune(self) -> tuple[int, int]:
+        """Delete what is past retention; returns (outbox rows, processed ids) deleted."""
+        now = self._clock()
+        sent = await self._drain(
+            select(outbox.c.seq).where(outbox.c.sent_at.is_not(None), outbox.c.sent_at < now - self._outbox),
+            lambda keys: delete(outbox).where(outbox.c.seq.in_(keys)),
+        )
+        seen = await self._drain(
+            select(processed_messages.c.destination, processed_messages.c.event_id).where(
+                processed_messages.c.processed_at < now - self._processed
+            ),
+            lambda keys: delete(processed_messages).where(
+                processed_messages.c.destination.in_({d for d, _ in keys}),
+                processed_messages.c.event_id.in_({e for _, e in keys}),
+                processed_messages.c.processed_at < now - self._processed,
+            ),
+        )
+        if sent or seen:
+            log.info("pruned %d sent outbox rows and %d processed-message ids", sent, seen)
+        return sent, seen
+
+    async def _drain(self, find: Select[Any], remove: Callable[[list[Any]], Delete]) -> int:
+        """Delete in batches, each its own short transaction: a writer never waits long on the prune."""
+        total = 0
+        while True:
+            async with self._engine.begin() as tx:
+                rows = (await tx.execute(find.limit(BATCH))).all()
+                if not rows:
+                    return total
+                keys = [r[0] if len(r) == 1 else tuple(r) for r in rows]
+                await tx.execute(remove(keys))
+            total += len(rows)
+            if len(rows) < BATCH:
+                return total
