@@ -17,6 +17,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
+from hub.api.answers import AnswerCache, CachedAnswers
 from hub.api.context import Context
 from hub.api.extensions import ensure_code
 from hub.api.schema import build_schema
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
     owned = hub is None
     hub = hub or Hub(settings)
     graphql = HubGraphQL(hub)
+    answers = AnswerCache(hub.settings.answer_cache_entries, hub.settings.answer_max_bytes)
+    http_graphql = CachedAnswers(graphql, answers, lambda: hub.wiring.version, hub.settings.max_body_bytes)
 
     async def healthz(_: Request) -> JSONResponse:
         systems = hub.systems
@@ -102,11 +105,12 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
 
     app = Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/graphql", http_graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
         ],
         lifespan=lifespan,
     )
     app.state.hub = hub
+    app.state.answers = answers
     return app

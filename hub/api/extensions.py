@@ -7,10 +7,12 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType
 from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
 
+from hub.api.answers import AnswerReads
 from hub.api.context import Context
+from hub.core import reads
 
 log = logging.getLogger("hub.api")
 MAX_ALIASES = 30
@@ -47,6 +49,40 @@ class PartialData(SchemaExtension):
         context = self.execution_context.context
         if result is not None and isinstance(context, Context) and context.partial:
             result.errors = [*(result.errors or []), *context.partial]
+
+
+class AnswerPolicy(SchemaExtension):
+    """Finds a query's answer fit to keep whole (hub.api.answers): a query, not a mutation; every root
+    field one the schema lists as cacheable (default deny: a new field is live until listed); no
+    errors, also none of partial data. Whether its reads are still current is checked on every hit."""
+
+    def __init__(self, *, cacheable_roots: frozenset[str]):
+        self._roots = cacheable_roots
+
+    def on_execute(self) -> Iterator[None]:
+        yield
+        recorded = reads.current()
+        if not isinstance(recorded, AnswerReads):
+            return
+        ctx = self.execution_context
+        result = ctx.result
+        if result is None or result.errors or (isinstance(ctx.context, Context) and ctx.context.partial):
+            return
+        operation = _operation(ctx.graphql_document, ctx.operation_name)
+        if operation is None or operation.operation is not OperationType.QUERY:
+            return
+        roots = operation.selection_set.selections
+        if all(isinstance(s, FieldNode) and s.name.value in self._roots for s in roots):
+            recorded.approved = True
+
+
+def _operation(document: Any, name: str | None) -> OperationDefinitionNode | None:
+    if document is None:
+        return None
+    found = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if name is None:
+        return found[0] if len(found) == 1 else None
+    return next((d for d in found if d.name is not None and d.name.value == name), None)
 
 
 def limit_rules(max_depth: int) -> list[Any]:

@@ -16,7 +16,7 @@ from strawberry.extensions import (
 from strawberry.types import Info
 
 from hub.api.context import Context, check_limit
-from hub.api.extensions import PartialData, limit_rules
+from hub.api.extensions import AnswerPolicy, PartialData, limit_rules
 from hub.api.types import (
     Channel,
     Contact,
@@ -39,6 +39,9 @@ from hub.model import DecisionRequest, Key
 
 I = Info[Context, None]  # noqa: E741
 MAX_CUSTOMERS = 100
+# Root fields whose answers may be kept whole (hub.api.answers) while their reads stay current. Default
+# deny: a root field not listed here is answered live every time.
+CACHEABLE_ROOTS = frozenset({"customer", "customers", "customerByKey", "offers", "__typename"})
 
 
 async def _customer(info: I, customer_id: str) -> Customer | None:
@@ -200,6 +203,7 @@ def build_schema(max_depth: int = 10) -> strawberry.Schema:
         extensions=[
             lambda: AddValidationRules(limits),
             PartialData,
+            lambda: AnswerPolicy(cacheable_roots=CACHEABLE_ROOTS),
             lambda: ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
             lambda: MaxTokensLimiter(max_token_count=5000),

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     # the customer's CM data forgets it at once. 0 asks CM every time.
     decision_cache_seconds: float = 1.0
     cache_max_entries: int = 50_000
+    # Whole answers kept at the edge (hub.api.answers), reused while their reads stay current; 0 = off.
+    answer_cache_entries: int = 10_000
+    answer_max_bytes: int = 256 * 1024
+    # The largest request body the hub reads (HTTP 413 above it).
+    max_body_bytes: int = 1024 * 1024
     # Outbox relay: how many events per round and how long it idles when nothing wakes it.
     relay_batch: int = 200
     # How long history is kept (hub.messaging.retention): sent outbox rows, and the ids of applied

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from hub.core import reads
 from hub.core.errors import BadInput, ContactEnded, UnknownContact
 from hub.core.identity import IdentityGraph, new_customer_id
 from hub.events import (
@@ -173,6 +174,9 @@ class ContactService:
                 fetched = await self._graph.lookup(conn, unsure)
             known.update(fetched)
             found.update(fetched)
+        if len(found) < len(set(keys)):
+            # A key unknown now may be linked any moment, and may outrank the ones found: not kept.
+            reads.uncacheable()
         return _strongest(found)
 
     async def end(self, contact_id: str, outcome: str | None) -> Contact:

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from cachetools import LRUCache, TTLCache
 
+from hub.core import reads
 from hub.core.calls import call
 from hub.core.errors import SystemUnavailable
 from hub.model import Channel, ContactEvent, DecisionRequest, NextBestAction, Offer
@@ -53,6 +54,7 @@ class Decisions:
                 self._cache.pop(cid, None)
 
     async def offers(self) -> Sequence[Offer]:
+        reads.uncacheable()  # asked of the engine every time: an answer holding them is not kept
         return await self._call("offers", self._engine.offers())
 
     async def decide(
@@ -61,12 +63,16 @@ class Decisions:
         if not requests:
             return []
         cache = self._cache if not pending else None  # pending events: an answer for this call only
+        if cache is None:
+            reads.uncacheable()
         found: dict[int, list[NextBestAction]] = {}
         if cache is not None:
             for i, r in enumerate(requests):
-                hit = cache.get(r.customer_id, {}).get((r.channel, r.limit))
+                entry = cache.get(r.customer_id)
+                hit = entry.get((r.channel, r.limit)) if entry is not None else None
                 if hit is not None:
                     found[i] = hit
+                    reads.note(cache, r.customer_id, entry)
         missing = [r for i, r in enumerate(requests) if i not in found]
         if missing:
             epochs = {r.customer_id: self._epochs.get(r.customer_id, 0) for r in missing}
@@ -82,7 +88,11 @@ class Decisions:
                     continue
                 found[i] = next(fresh)
                 if cache is not None and self._epochs.get(r.customer_id, 0) == epochs[r.customer_id]:
-                    cache.setdefault(r.customer_id, {})[(r.channel, r.limit)] = found[i]
+                    entry = cache.setdefault(r.customer_id, {})
+                    entry[(r.channel, r.limit)] = found[i]
+                    reads.note(cache, r.customer_id, entry)
+                else:
+                    reads.uncacheable()  # the customer changed while CM answered
         return [found[i] for i in range(len(requests))]
 
     async def decide_one(

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.config.mapping import HubMapping
+from hub.core import reads
 from hub.core.calls import why
 from hub.core.contacts import ContactService
 from hub.core.identity import IdentityGraph
@@ -43,10 +44,19 @@ class ProfileCache:
         self.keys: LRUCache[Key, str] = LRUCache(maxsize=maxsize)
 
     def get(self, system: str, customer_id: str) -> Any:
-        return self._cache.get((system, customer_id), _MISSING)
+        key = (system, customer_id)
+        value = self._cache.get(key, _MISSING)
+        if value is not _MISSING:
+            reads.note(self._cache, key, value)
+        return value
 
     def put(self, system: str, customer_id: str, value: Any) -> None:
-        self._cache[(system, customer_id)] = value
+        key = (system, customer_id)
+        self._cache[key] = value
+        if key in self._cache:  # a TTL of (near) zero keeps nothing: an answer made of it is not kept
+            reads.note(self._cache, key, value)
+        else:
+            reads.uncacheable()
 
     def invalidate(self, customer_ids: Iterable[str], systems: Iterable[str]) -> None:
         names = tuple(systems)
@@ -86,6 +96,7 @@ class ViewAssembler:
     async def load_many(self, customer_ids: Sequence[str]) -> list[CustomerView | None]:
         ids = _plausible(customer_ids)
         if not ids:
+            reads.uncacheable()
             return [None for _ in customer_ids]
         # Known customers are remembered; unknown ids are asked every time.
         known = self._cache.known
@@ -94,6 +105,8 @@ class ViewAssembler:
             async with self._engine.connect() as conn:
                 for cid in await _existing(conn, unsure):
                     known[cid] = True
+        if any(c not in known for c in customer_ids):
+            reads.uncacheable()  # an unknown id answers null: not kept (it may name someone later)
         ids = [c for c in ids if c in known]
         if not ids:
             return [None for _ in customer_ids]
