@@ -7,7 +7,7 @@ import asyncio
 import io
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -282,28 +282,22 @@ class Hub:
         raise KeyError(f"no flow named {name!r}")
 
     def handler_for(self, flow: Flow) -> Handler:
-        """The bus handler for a flow: idempotent per destination system (two flows into one system
-        apply an event once), applied by the destination of the wiring current at delivery."""
+        """The bus handler for a flow (one event, or a batch): idempotent per destination system (two
+        flows into one system apply an event once), applied by the destination of the wiring current
+        at delivery."""
+        return FlowHandler(self, flow)
 
-        async def handle(event: CloudEvent) -> None:
-            wiring = self.wiring
-            current = next((f for f in wiring.mapping.flows if f.name == flow.name), flow)
-            destination = wiring.systems.all(EVENT_DESTINATION)[current.destination]
-            consumer = IdempotentConsumer(
-                current.destination,
-                destination,
-                self.engine,
-                self.outbox,
-                self.instance,
-                self.reactions.committed,
-            )
-            self._inflight += 1
-            try:
-                await consumer(event)
-            finally:
-                self._inflight -= 1
-
-        return handle
+    def consumer_for(self, flow: Flow) -> IdempotentConsumer:
+        wiring = self.wiring
+        current = next((f for f in wiring.mapping.flows if f.name == flow.name), flow)
+        return IdempotentConsumer(
+            current.destination,
+            wiring.systems.all(EVENT_DESTINATION)[current.destination],
+            self.engine,
+            self.outbox,
+            self.instance,
+            self.reactions.committed,
+        )
 
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait until every accepted event is published and the realtime queues are empty (tests, demo)."""
@@ -324,6 +318,30 @@ class Hub:
                     f"hub did not settle: outbox {backlog}, queued {depth}, in flight {self._inflight}"
                 )
             await asyncio.sleep(0.02)
+
+
+class FlowHandler:
+    """A flow's bus handler: one event, or a batch of them in one transaction (hub.messaging.bus)."""
+
+    def __init__(self, hub: Hub, flow: Flow):
+        self._hub = hub
+        self._flow = flow
+
+    async def __call__(self, event: CloudEvent) -> None:
+        consumer = self._hub.consumer_for(self._flow)
+        self._hub._inflight += 1
+        try:
+            await consumer(event)
+        finally:
+            self._hub._inflight -= 1
+
+    async def batch(self, events: Sequence[CloudEvent]) -> None:
+        consumer = self._hub.consumer_for(self._flow)
+        self._hub._inflight += len(events)
+        try:
+            await consumer.batch(events)
+        finally:
+            self._hub._inflight -= len(events)
 
 
 def _routes(flows: Iterable[Flow]) -> list[Route]:

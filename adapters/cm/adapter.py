@@ -73,6 +73,7 @@ class BuiltinCM:
     """The built-in CM adapter (entry point `builtin-cm`)."""
 
     ports: ClassVar[tuple[type, ...]] = (ProfileSource, DecisionEngine, EventConsumer)
+    # Also BatchEventConsumer (consume_batch): not a role's port, so not in `ports`.
     Config = CMConfig
     metadata = metadata
     migrations = MIGRATIONS
@@ -212,6 +213,69 @@ class BuiltinCM:
             return {customer_id}
         return set()
 
+    async def consume_batch(self, tx: Tx, events: Sequence[CloudEvent]) -> set[str]:
+        """Events in order, as `consume` one by one would apply them, with one statement per step for
+        the lot: the customers' states locked together, changed in memory, written back; the learning
+        counters summed per offer."""
+        catalog = self.catalog
+        now = self._clock()
+        parsed: list[tuple[str, ContactEvent | dict[str, Any]]] = []
+        for event in events:
+            if event.type in CONTACT_EVENT_TYPES:
+                contact = _read_contact_event(event)
+                parsed.append((contact.customer_id, contact))
+            elif event.type in CUSTOMER_EVENTS:
+                parsed.append(_read_customer_event(event))
+        if not parsed:
+            return set()
+        locked = await self._locked_many(tx, sorted({cid for cid, _ in parsed}), now)
+        states = {cid: state for cid, (state, _) in locked.items()}
+        learned: dict[str, list[int]] = {}
+        for cid, item in parsed:
+            if isinstance(item, ContactEvent):
+                new = policy.apply_event(states[cid], item, now, catalog)
+                if new is states[cid]:
+                    continue  # already applied (event id remembered in the state)
+                states[cid] = new
+                shown, accepted = _learning_of(item)
+                if shown or accepted:
+                    counts = learned.setdefault(item.offer_id or "", [0, 0])
+                    counts[0] += shown
+                    counts[1] += accepted
+            else:
+                states[cid] = policy.apply_attributes(states[cid], item)
+        changed = {cid for cid in states if states[cid] is not locked[cid][0]}
+        for cid in sorted(changed):
+            await self._write(tx, cid, states[cid], locked[cid][1], now, bump=False)
+        for offer_id in sorted(learned):  # one order for every process: no deadlock between them
+            await self._add_learning(tx, offer_id, *learned[offer_id])
+        return changed
+
+    async def _locked_many(
+        self, tx: Tx, customer_ids: list[str], now: datetime
+    ) -> dict[str, tuple[CustomerState, int]]:
+        """`_locked` for many customers at once, locked in id order (so two processes never deadlock)."""
+        await tx.execute(
+            dialect_insert(tx, cm_profiles)
+            .values([
+                {"customer_id": cid, "state": CustomerState().to_dict(), "version": 0, "updated_at": now}
+                for cid in customer_ids
+            ])
+            .on_conflict_do_nothing(index_elements=[cm_profiles.c.customer_id])
+        )
+        rows = (await tx.execute(
+            select(cm_profiles.c.customer_id, cm_profiles.c.state, cm_profiles.c.version)
+            .where(cm_profiles.c.customer_id.in_(customer_ids))
+            .order_by(cm_profiles.c.customer_id)
+            .with_for_update()
+        )).all()
+        out = {}
+        for row in rows:
+            state = CustomerState.from_dict(row.state)
+            state.version = row.version
+            out[row.customer_id] = (state, row.version)
+        return out
+
     async def _locked(self, tx: Tx, customer_id: str, now: datetime) -> tuple[CustomerState, int]:
         """The customer's state, locked until `tx` ends: consumers of one customer in several hub
         processes queue up here instead of racing (FOR UPDATE on PostgreSQL; SQLite has one writer)."""
@@ -242,8 +306,10 @@ class BuiltinCM:
         return states
 
     async def _write(self, tx: Tx, customer_id: str, state: CustomerState, old_version: int,
-                     now: datetime) -> None:
-        new_version = old_version + 1
+                     now: datetime, bump: bool = True) -> None:
+        """Write the state over `old_version`: as the next version, or (bump=False) as the version the
+        state already counts, one per change applied in memory."""
+        new_version = old_version + 1 if bump else state.version
         state.version = new_version
         # The row is locked by `_locked`; the version check guards against a caller that did not lock.
         result = await tx.execute(
@@ -257,13 +323,13 @@ class BuiltinCM:
             )
 
     async def _learn(self, tx: Tx, event: ContactEvent) -> None:
-        shown = int(event.type is ContactEventType.PROPOSITION_SHOWN)
-        accepted = int(event.type is ContactEventType.PROPOSITION_RESPONSE
-                       and event.response is PropositionResponse.ACCEPTED)
-        if not event.offer_id or not (shown or accepted):
-            return
+        shown, accepted = _learning_of(event)
+        if shown or accepted:
+            await self._add_learning(tx, event.offer_id or "", shown, accepted)
+
+    async def _add_learning(self, tx: Tx, offer_id: str, shown: int, accepted: int) -> None:
         ins = dialect_insert(tx, cm_offer_learning).values(
-            offer_id=event.offer_id, shown=shown, accepted=accepted
+            offer_id=offer_id, shown=shown, accepted=accepted
         )
         await tx.execute(ins.on_conflict_do_update(
             index_elements=[cm_offer_learning.c.offer_id],
@@ -275,6 +341,16 @@ class BuiltinCM:
 
 
 # --- payloads --------------------------------------------------------------------------------------
+
+
+def _learning_of(event: ContactEvent) -> tuple[int, int]:
+    """What an event teaches about its offer: (shown, accepted) to add; (0, 0) for nothing."""
+    if not event.offer_id:
+        return 0, 0
+    shown = int(event.type is ContactEventType.PROPOSITION_SHOWN)
+    accepted = int(event.type is ContactEventType.PROPOSITION_RESPONSE
+                   and event.response is PropositionResponse.ACCEPTED)
+    return shown, accepted
 
 
 def _normalise(event: ContactEvent) -> ContactEvent:

@@ -41,7 +41,7 @@ I = Info[Context, None]  # noqa: E741
 MAX_CUSTOMERS = 100
 # Root fields whose answers may be kept whole (hub.api.answers) while their reads stay current. Default
 # deny: a root field not listed here is answered live every time.
-CACHEABLE_ROOTS = frozenset({"customer", "customers", "customerByKey", "offers", "__typename"})
+CACHEABLE_ROOTS = frozenset({"customer", "customers", "customerByKey", "__typename"})
 
 
 async def _customer(info: I, customer_id: str) -> Customer | None:

@@ -44,7 +44,10 @@ class Settings(BaseSettings):
     # Consumer behaviour (both bus engines).
     delivery_limit: int = 5
     retry_backoff_seconds: float = 0.2
-    prefetch: int = 32
+    prefetch: int = 200
+    # At most this many ready messages of a queue are applied in one transaction (a failing batch is
+    # delivered again one by one).
+    consume_batch: int = 100
     demo: bool = False
     # Mapping hot reload: on SIGHUP always; on a change of a file in mappings_dir when this is on.
     reload_on_change: bool = True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from hub.events import CloudEvent, utcnow
 from hub.messaging import changes
 from hub.messaging.outbox import Outbox
-from hub.ports import EventConsumer
+from hub.ports import BatchEventConsumer, EventConsumer
 from hub.store.tables import processed_messages
 from hub.store.types import dialect_insert
 
@@ -59,6 +59,30 @@ class IdempotentConsumer:
             await self._announce(tx, customers)
         self._done(customers)
 
+    async def batch(self, events: Sequence[CloudEvent]) -> None:
+        """Apply events in order as one: the ids checked and recorded in one statement each, the ones
+        applied before skipped, one change announcement for the lot. A destination that shares the
+        store applies them all in one transaction."""
+        unique = list({e.id: e for e in events}.values())  # one of each id, in order of appearance
+        if not self._transactional:
+            await self._external_batch(unique)
+            return
+        async with self._engine.begin() as tx:
+            claimed = await self._claim_many(tx, unique)
+            customers = await self._apply(tx, [e for e in unique if e.id in claimed])
+            await self._announce(tx, customers)
+        self._done(customers)
+
+    async def _apply(self, conn: AsyncConnection, events: Sequence[CloudEvent]) -> set[str]:
+        if not events:
+            return set()
+        if isinstance(self._consumer, BatchEventConsumer):
+            return set(await self._consumer.consume_batch(conn, events))
+        customers: set[str] = set()
+        for event in events:
+            customers.update(await self._consumer.consume(conn, event))
+        return customers
+
     async def _external(self, event: CloudEvent) -> None:
         async with self._engine.connect() as conn:
             seen = await conn.execute(
@@ -76,6 +100,28 @@ class IdempotentConsumer:
                 await self._announce(tx, customers)
         self._done(customers)
 
+    async def _external_batch(self, events: Sequence[CloudEvent]) -> None:
+        async with self._engine.connect() as conn:
+            seen = set(
+                (
+                    await conn.execute(
+                        select(processed_messages.c.event_id).where(
+                            processed_messages.c.destination == self.destination,
+                            processed_messages.c.event_id.in_([e.id for e in events]),
+                        )
+                    )
+                ).scalars()
+            )
+        todo = [e for e in events if e.id not in seen]
+        if not todo:
+            return  # all applied before: a redelivery
+        async with self._engine.connect() as idle:  # no transaction begun: the system ignores it
+            customers = await self._apply(idle, todo)
+        async with self._engine.begin() as tx:
+            if await self._claim_many(tx, todo):
+                await self._announce(tx, customers)
+        self._done(customers)
+
     async def _claim(self, tx: AsyncConnection, event: CloudEvent) -> bool:
         """Record the event as applied to this destination; False when it was recorded before."""
         claimed = await tx.execute(
@@ -85,6 +131,19 @@ class IdempotentConsumer:
             .returning(processed_messages.c.event_id)
         )
         return claimed.first() is not None
+
+    async def _claim_many(self, tx: AsyncConnection, events: Sequence[CloudEvent]) -> set[str]:
+        """Record the events as applied; the ids of those not recorded before."""
+        now = utcnow()
+        claimed = await tx.execute(
+            dialect_insert(tx, processed_messages)
+            .values([
+                {"destination": self.destination, "event_id": e.id, "processed_at": now} for e in events
+            ])
+            .on_conflict_do_nothing()
+            .returning(processed_messages.c.event_id)
+        )
+        return {r.event_id for r in claimed}
 
     async def _announce(self, tx: AsyncConnection, customers: Collection[str]) -> None:
         if customers:  # other hub processes clear their caches and push NBAs on this

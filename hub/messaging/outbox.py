@@ -145,14 +145,17 @@ class OutboxRelay:
             done: list[int] = []
             unroutable: dict[int, str] = {}
             failure: BusError | None = None
-            for row in rows:
-                try:
-                    await self._bus.publish(CloudEvent.from_json(row.body))
-                except Unroutable as exc:
+            # The whole round in flight at once, confirmed per event.
+            outcomes = await self._bus.publish_many([CloudEvent.from_json(row.body) for row in rows])
+            for row, outcome in zip(rows, outcomes, strict=True):
+                if isinstance(outcome, Unroutable):
                     # A type no flow subscribes to: record it for operators, don't block the rest.
-                    unroutable[row.seq] = f"unroutable: {exc}"
-                except BusError as exc:
-                    failure = exc  # stop here, so order is kept; what was confirmed is marked
+                    unroutable[row.seq] = f"unroutable: {outcome}"
+                elif outcome is not None:
+                    # Stop here: only the prefix before it is marked sent. The broker fails a
+                    # window as a whole in practice (a lost connection, a refusal); one it confirmed
+                    # after the failed one is published again, a duplicate consumers ignore.
+                    failure = outcome
                     break
                 done.append(row.seq)
             now = utcnow()

@@ -156,6 +156,15 @@ class EventConsumer(Protocol):
         ...
 
 
+@runtime_checkable
+class BatchEventConsumer(Protocol):
+    """Optional beside EventConsumer: apply several events at once, in the order given, in `tx`, with
+    the same effect as consuming them one by one (events applied before change nothing). The hub hands
+    a destination that has it every event its queue has ready, up to a batch, in one transaction."""
+
+    async def consume_batch(self, tx: Tx, events: Sequence[CloudEvent]) -> Collection[str]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Lead:
     """An outbound offer from CM for one customer, to be delivered through an outbound channel."""
@@ -201,6 +210,7 @@ __all__ = [
     "AdapterConfig",
     "AdapterContext",
     "AdapterError",
+    "BatchEventConsumer",
     "Channel",
     "CloudEvent",
     "Contact",

@@ -51,7 +51,8 @@ proves it):
 - fetch([k1, unknown, k2, k1]) returns exactly k1 and k2, as mappings, in one backend call;
 - a slow backend surfaces through `hub.core.calls.call` as SystemUnavailable naming the system, at the
   timeout, and the adapter answers correctly afterwards (cancellation leaves no poisoned connection);
-- the same event consumed twice, each time in its own transaction, has one effect;
+- the same event consumed twice, each time in its own transaction, has one effect; so has a batch
+  holding it twice, twice (for an adapter with the optional `consume_batch`);
 - a bad config is a MappingError naming the field with file and line, and without the secret;
 - secrets appear nowhere: not in stdout/stderr, logs (DEBUG), errors, reprs or check details, through
   build, start, check, fetch, consume, a dead backend and bad configs;
@@ -85,7 +86,7 @@ from hub.config.settings import Settings
 from hub.core.calls import call
 from hub.core.errors import SystemUnavailable
 from hub.events import CloudEvent
-from hub.ports import AdapterError, EventConsumer, Health, ProfileSource, ports_of
+from hub.ports import AdapterError, BatchEventConsumer, EventConsumer, Health, ProfileSource, ports_of
 from hub.ports.proxy import TcpProxy
 from hub.registry import adapter_factories, build_systems, component_of, validate_config
 from hub.store.db import create_engine, migrate
@@ -418,6 +419,25 @@ class AdapterKit:
             )
             effects = await h.effects(event.id)
             assert effects == 1, f"after consuming {event.id} {attempt}x the backend shows {effects} effects"
+
+    @pytest.mark.asyncio
+    async def test_a_batch_has_the_effect_of_its_events_once(self, kit: Kit) -> None:
+        kit.needs(EventConsumer)
+        adapter = await kit.started()
+        if not isinstance(adapter, BatchEventConsumer):
+            pytest.skip("the adapter has no consume_batch (optional: events come one by one)")
+        h = kit.harness
+        event = await h.sample_event()
+        for attempt in (1, 2):
+            async with kit.store.begin() as tx:
+                changed = await kit.bounded(adapter.consume_batch(tx, [event, event]), "consume_batch()")
+            assert isinstance(changed, Collection) and all(isinstance(c, str) for c in changed), (
+                f"consume_batch() must return the golden ids it changed, got {changed!r}"
+            )
+            effects = await h.effects(event.id)
+            assert effects == 1, (
+                f"after a batch holding {event.id} twice, {attempt}x, the backend shows {effects} effects"
+            )
 
     @pytest.mark.asyncio
     async def test_bad_config_is_reported_cleanly(self, kit: Kit) -> None:

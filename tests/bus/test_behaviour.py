@@ -9,7 +9,7 @@ import pytest
 
 from hub.events import CloudEvent
 from hub.messaging.bus import PermanentError, Route, Unroutable
-from tests.bus.conftest import DELIVERY_LIMIT, Recorder
+from tests.bus.conftest import DELIVERY_LIMIT, Recorder, bus_settings
 from tests.support import eventually
 
 ROUTES = [
@@ -286,3 +286,64 @@ async def test_a_failing_listener_does_not_stop_the_others(bus):
         await bus.publish(event("x.y", n=i))
     await eventually(lambda: len(fine.events) == 3)
     assert len(failing.calls) == 3 and failing.events == []
+
+
+class BatchRecorder(Recorder):
+    """A Recorder that also takes batches: records each batch's ids; `fail_batch` may refuse one."""
+
+    def __init__(self, fail=None, fail_batch=None) -> None:
+        super().__init__(fail)
+        self.batches: list[list[str]] = []
+        self.fail_batch = fail_batch
+
+    async def batch(self, events) -> None:
+        self.batches.append([e.id for e in events])
+        if self.fail_batch is not None and self.fail_batch(events):
+            raise RuntimeError("this batch fails")
+        for e in events:
+            if self.fail is not None and self.fail(e, 1) is not None:
+                raise RuntimeError("an event of the batch fails")
+        self.events.extend(events)
+
+
+async def test_ready_messages_come_in_batches_in_publish_order(bus):
+    await bus.declare([Route("cm", ("contact.#",))])
+    sent = [event("contact.response", n=i) for i in range(30)]
+    assert await bus.publish_many(sent) == [None] * 30  # all confirmed, queued before anyone consumes
+    got = BatchRecorder()
+    await bus.consume("cm", got)
+    await eventually(lambda: len(got.events) == 30)
+    assert got.ids == [e.id for e in sent]
+    assert any(len(b) > 1 for b in got.batches), got.batches
+    assert all(len(b) <= bus_settings().prefetch for b in got.batches)  # never more than it holds
+    # Settled once: nothing comes again.
+    await asyncio.sleep(0.3)
+    assert len(got.events) == 30
+
+
+async def test_a_failing_batch_is_delivered_one_by_one_and_only_the_bad_one_dies(bus):
+    await bus.declare([Route("cm", ("contact.#",))])
+    sent = [event("contact.response", n=i) for i in range(8)]
+    bad = sent[3].id
+
+    def fail(e, _attempt):
+        return PermanentError("cannot be applied") if e.id == bad else None
+
+    await bus.publish_many(sent)
+    got = BatchRecorder(fail=fail)
+    await bus.consume("cm", got)
+    await eventually(lambda: len(got.events) == 7)
+    assert got.ids == [e.id for e in sent if e.id != bad]
+    letters = await eventually(lambda: bus.dead_letters("cm"))
+    assert [d.id for d in letters] == [bad] and "cannot be applied" in letters[0].reason
+
+
+async def test_publish_many_tells_each_event_what_became_of_it(bus):
+    await bus.declare([Route("cm", ("contact.#",))])
+    sent = [event("contact.response"), event("request.status"), event("contact.banner.click")]
+    outcomes = await bus.publish_many(sent)
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], Unroutable)
+    got = Recorder()
+    assert await bus.drain("cm", got) == 2
+    assert got.ids == [sent[0].id, sent[2].id]

@@ -172,6 +172,12 @@ class MemoryAdapter(_Core):
         await self.ask(lambda s: s.apply(event.id, idempotency_key=event.id))
         return {event.subject} if event.subject else set()
 
+    async def consume_batch(self, tx: Tx, events: Sequence[CloudEvent]) -> set[str]:
+        changed: set[str] = set()
+        for event in events:
+            changed |= await self.consume(tx, event)
+        return changed
+
 
 class NoConsume(_Core):
     """Declares EventConsumer without consume()."""
@@ -198,6 +204,15 @@ class NotIdempotent(MemoryAdapter):
 
     async def consume(self, tx: Tx, event: CloudEvent) -> set[str]:
         await self.ask(lambda s: s.apply(event.id, idempotency_key=None))
+        return set()
+
+
+class BatchTwice(MemoryAdapter):
+    """Applies every event of a batch, also one it holds twice: no idempotency key in batches."""
+
+    async def consume_batch(self, tx: Tx, events: Sequence[CloudEvent]) -> set[str]:
+        for event in events:
+            await self.ask(lambda s, e=event: s.apply(e.id, idempotency_key=None))
         return set()
 
 
@@ -280,6 +295,7 @@ ADAPTERS: dict[str, type] = {
     "kit-mem-per-key-fetch": PerKeyFetch,
     "kit-mem-poisoned": Poisoned,
     "kit-mem-not-idempotent": NotIdempotent,
+    "kit-mem-batch-twice": BatchTwice,
     "kit-mem-echoes-secret": EchoesSecretInConfigError,
     "kit-mem-logs-secret": LogsSecret,
     "kit-mem-dead-is-healthy": DeadIsHealthy,

@@ -10,6 +10,11 @@ Semantics both engines share (tests/bus/test_behaviour.py runs against each):
   for `PermanentError` / `MalformedEvent`, the message goes to the dead-letter queue with the reason.
 - Ordering within a queue is publish order while nothing is retried.
 - `broadcast` listeners count as routes: an event only they match is routed, not lost silently.
+- A handler that also takes batches (`BatchHandler`) is handed, in order, every message the queue has
+  ready (up to `settings.consume_batch`) in one call, and all of them are settled after it returns. When
+  that call raises, each message of the batch is delivered again on its own, so one bad message gets its
+  own retries and dead letter and the others go through.
+- `publish_many` publishes in order and tells, per event, what became of it.
 """
 
 from __future__ import annotations
@@ -20,14 +25,24 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import Protocol, runtime_checkable
 
 from hub.events import CloudEvent
 from hub.ports import PermanentError
 
-__all__ = ["Bus", "BusError", "BusUnavailable", "DeadLetter", "Handler", "PermanentError", "QueueStats",
-           "Route", "Unroutable", "topic_matches"]
+__all__ = ["BatchHandler", "Bus", "BusError", "BusUnavailable", "DeadLetter", "Handler", "PermanentError",
+           "QueueStats", "Route", "Unroutable", "topic_matches"]
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
+
+
+@runtime_checkable
+class BatchHandler(Protocol):
+    """A handler that also applies several events at once, in order, all or none."""
+
+    async def __call__(self, event: CloudEvent) -> None: ...
+
+    async def batch(self, events: Sequence[CloudEvent]) -> None: ...
 
 
 class BusError(Exception):
@@ -83,6 +98,21 @@ class Bus(ABC):
     @abstractmethod
     async def publish(self, event: CloudEvent) -> None:
         """Publish with confirm; raises Unroutable or BusUnavailable."""
+
+    async def publish_many(self, events: Sequence[CloudEvent]) -> list[BusError | None]:
+        """Publish in order; per event None (confirmed) or the BusError it met. After a BusUnavailable
+        the rest are not tried (they fail alike), so what was confirmed is a prefix plus unroutables."""
+        outcomes: list[BusError | None] = []
+        for event in events:
+            try:
+                await self.publish(event)
+                outcomes.append(None)
+            except Unroutable as exc:
+                outcomes.append(exc)
+            except BusError as exc:
+                outcomes.extend(exc for _ in range(len(events) - len(outcomes)))
+                break
+        return outcomes
 
     @abstractmethod
     async def consume(self, queue: str, handler: Handler) -> None:

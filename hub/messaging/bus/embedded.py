@@ -24,6 +24,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import OperationalError
@@ -32,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hub.config import Settings
 from hub.events import CloudEvent, new_id
 from hub.messaging.bus.base import (
+    BatchHandler,
     Bus,
     BusError,
     BusUnavailable,
@@ -107,18 +109,37 @@ class EmbeddedBus(Bus):
         ]
 
     async def publish(self, event: CloudEvent) -> None:
-        queues = self._matching_queues(event.type)
-        listeners = [
-            h for patterns, h in self._listeners if any(topic_matches(p, event.type) for p in patterns)
-        ]
-        if not queues and not listeners:
-            raise Unroutable(f"no queue is bound for event type {event.type!r}")
-        if queues:
-            await self._insert(queues, event.id, event.to_json())
-        for handler in listeners:
+        outcome = (await self.publish_many([event]))[0]
+        if outcome is not None:
+            raise outcome
+
+    async def publish_many(self, events: Sequence[CloudEvent]) -> list[BusError | None]:
+        """All routable events in one transaction (the "confirm"), then the listeners hear them."""
+        outcomes: list[BusError | None] = []
+        rows: list[tuple[list[str], str, bytes]] = []
+        heard: list[tuple[Handler, CloudEvent]] = []
+        for event in events:
+            queues = self._matching_queues(event.type)
+            listeners = [
+                h for patterns, h in self._listeners if any(topic_matches(p, event.type) for p in patterns)
+            ]
+            if not queues and not listeners:
+                outcomes.append(Unroutable(f"no queue is bound for event type {event.type!r}"))
+                continue
+            outcomes.append(None)
+            if queues:
+                rows.append((queues, event.id, event.to_json()))
+            heard.extend((h, event) for h in listeners)
+        if rows:
+            try:
+                await self._insert(rows)
+            except BusUnavailable as exc:
+                return [exc for _ in events]
+        for handler, event in heard:
             task = asyncio.create_task(self._hear(handler, event))
             self._listening.add(task)
             task.add_done_callback(self._listening.discard)
+        return outcomes
 
     async def broadcast(self, patterns: Sequence[str], handler: Handler) -> None:
         self._listeners.append((tuple(patterns), handler))
@@ -135,9 +156,9 @@ class EmbeddedBus(Bus):
         queues = self._matching_queues(routing_key)
         if not queues:
             raise Unroutable(f"no queue is bound for routing key {routing_key!r}")
-        await self._insert(queues, message_id or new_id(), body)
+        await self._insert([(queues, message_id or new_id(), body)])
 
-    async def _insert(self, queues: list[str], message_id: str, body: bytes) -> None:
+    async def _insert(self, messages: list[tuple[list[str], str, bytes]]) -> None:
         now = _now()
         rows = [
             {
@@ -148,6 +169,7 @@ class EmbeddedBus(Bus):
                 "attempts": 0,
                 "available_at": now,
             }
+            for queues, message_id, body in messages
             for queue in queues
         ]
         try:
@@ -155,7 +177,7 @@ class EmbeddedBus(Bus):
                 await conn.execute(insert(bus_messages), rows)
         except OperationalError as exc:
             raise BusUnavailable(f"the store refused the message: {exc}") from exc
-        for queue in queues:
+        for queue in {q for queues, _, _ in messages for q in queues}:
             self._event(queue).set()
 
     # -- consuming ---------------------------------------------------------------------------------
@@ -234,9 +256,36 @@ class EmbeddedBus(Bus):
 
     async def _handle_batch(self, queue: str, handler: Handler) -> int:
         rows = await self._fetch(queue, self._settings.prefetch)
-        for row in rows:
-            await self._handle(row, handler)
+        await self._deliver(rows, handler)
         return len(rows)
+
+    async def _deliver(self, rows: Sequence[Any], handler: Handler) -> int:
+        """Deliver rows in order: in batches when the handler takes them, one by one otherwise or
+        when a batch fails. Returns how many were handled successfully."""
+        handled = 0
+        together = handler if isinstance(handler, BatchHandler) else None
+        size = max(1, self._settings.consume_batch) if together is not None else 1
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            if together is not None and len(chunk) > 1 and await self._handle_together(chunk, together):
+                handled += len(chunk)
+                continue
+            for row in chunk:
+                handled += await self._handle(row, handler)
+        return handled
+
+    async def _handle_together(self, rows: Sequence[Any], handler: BatchHandler) -> bool:
+        """Apply rows as one batch and delete them together; False (nothing settled) when it failed."""
+        try:
+            await handler.batch([CloudEvent.from_json(row.body) for row in rows])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.info("embedded bus: a batch of %d failed, delivering one by one: %s", len(rows), exc)
+            return False
+        async with self._engine.begin() as conn:
+            await conn.execute(delete(bus_messages).where(bus_messages.c.seq.in_([r.seq for r in rows])))
+        return True
 
     async def _handle(self, row, handler: Handler) -> bool:
         """Deliver one row; True when the handler succeeded (the row is gone)."""
@@ -293,10 +342,8 @@ class EmbeddedBus(Bus):
                 rows = await self._fetch(queue, self._settings.prefetch, after_seq=after, upto_seq=upto)
                 if not rows:
                     return handled
-                for row in rows:
-                    after = row.seq
-                    if await self._handle(row, handler):
-                        handled += 1
+                after = rows[-1].seq
+                handled += await self._deliver(rows, handler)
 
     # -- dead letters and stats --------------------------------------------------------------------
 

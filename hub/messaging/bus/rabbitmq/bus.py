@@ -153,6 +153,9 @@ class RabbitBus(Bus):
     async def publish(self, event: CloudEvent) -> None:
         await self._publisher.publish(event)
 
+    async def publish_many(self, events: Sequence[CloudEvent]) -> list[BusError | None]:
+        return await self._publisher.publish_many(events)
+
     async def _publish_raw(self, routing_key: str, body: bytes, message_id: str | None = None) -> None:
         """Publish bytes as they are (tests and tools: e.g. a malformed message)."""
         await self._publisher.publish_raw(routing_key, body, message_id)

@@ -19,7 +19,7 @@ from aio_pika.exceptions import ChannelInvalidStateError, ChannelNotFoundEntity
 
 from hub.config import Settings
 from hub.events import CloudEvent
-from hub.messaging.bus.base import BusError, Handler
+from hub.messaging.bus.base import BatchHandler, BusError, Handler
 from hub.messaging.bus.rabbitmq.amqp import NETWORK_ERRORS, ScratchChannel, log, settle
 from hub.messaging.bus.rabbitmq.dead_letters import DeadLetters
 from hub.messaging.bus.rabbitmq.topology import Topology
@@ -181,12 +181,19 @@ class Consumers:
         def retry(message: AbstractIncomingMessage, delay: float) -> None:
             self._retry_later(consumer, message, delay)
 
+        handler = consumer.handler
+        size = max(1, self._settings.consume_batch) if isinstance(handler, BatchHandler) else 1
         while True:
-            message = await consumer.inbox.get()
-            if _stale(message):
-                continue  # its channel died; the broker delivers it again
+            # What is ready now, up to a batch: never waits for more to arrive.
+            messages = [await consumer.inbox.get()]
+            while len(messages) < size and not consumer.inbox.empty():
+                messages.append(consumer.inbox.get_nowait())
+            messages = [m for m in messages if not _stale(m)]  # their channel died: redelivered
             try:
-                await self._process(consumer.queue, consumer.handler, message, retry)
+                if len(messages) > 1 and await self._process_together(consumer.queue, handler, messages):
+                    continue
+                for message in messages:
+                    await self._process(consumer.queue, handler, message, retry)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -203,6 +210,23 @@ class Consumers:
         task = asyncio.create_task(nack_later())
         consumer.delayed.add(task)
         task.add_done_callback(consumer.delayed.discard)
+
+    async def _process_together(
+        self, queue: str, handler: Handler, messages: list[AbstractIncomingMessage]
+    ) -> bool:
+        """Apply messages as one batch and ack them all; False (nothing settled) when it failed."""
+        assert isinstance(handler, BatchHandler)
+        try:
+            await handler.batch([CloudEvent.from_json(m.body) for m in messages])
+        except asyncio.CancelledError:
+            raise  # unsettled: closing the channel returns them
+        except Exception as exc:
+            log.info("rabbitmq bus: a batch of %d on %r failed, delivering one by one: %s",
+                     len(messages), queue, exc)
+            return False
+        for message in messages:  # one by one: `multiple` would also ack messages held for a retry
+            await settle(message.ack())
+        return True
 
     async def _process(
         self, queue: str, handler: Handler, message: AbstractIncomingMessage, retry: Retry
