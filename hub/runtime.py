@@ -28,6 +28,7 @@ from hub.messaging.bus.base import Bus, BusError, Handler, Route
 from hub.messaging.consumer import IdempotentConsumer
 from hub.messaging.feed import NbaFeed
 from hub.messaging.outbox import Outbox, OutboxRelay
+from hub.messaging.pacing import Pacing
 from hub.messaging.reactions import ChangeReactions
 from hub.messaging.retention import Retention
 from hub.messaging.scheduler import Scheduler
@@ -122,6 +123,7 @@ class Hub:
         self.feed = NbaFeed()
         self.outbox = Outbox(_patterns(mapping.flows))
         self.relay = OutboxRelay(self.engine, self.bus, batch=s.relay_batch, idle=s.relay_idle_seconds)
+        self.pacing = Pacing(lambda: self.relay.behind or self.bus.lagging(), s.pacing_max_wait_seconds)
         self.reactions = ChangeReactions(
             self.instance,
             lambda: self.wiring.systems.system(DECISION_ENGINE),
@@ -175,6 +177,7 @@ class Hub:
             s.source,
             s.max_events_per_call,
             self.reactions.committed,
+            self.pacing.turn,
         )
         region = mapping.identity.default_phone_region or s.default_phone_region
         return Wiring(

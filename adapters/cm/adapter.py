@@ -172,10 +172,8 @@ class BuiltinCM:
             states = await self._read_many(conn, ids)
             learning = await self._learning_snapshot(conn)
         for event in pending:  # in memory only: the answer reflects events CM has not consumed yet
-            if event.customer_id in states:
-                states[event.customer_id] = policy.apply_event(
-                    states[event.customer_id], _normalise(event), now, catalog
-                )
+            if event.customer_id in states:  # read for this call alone: changed in place
+                policy.apply_in_place(states[event.customer_id], _normalise(event), now, catalog)
         return [
             policy.rank(states[r.customer_id], catalog, r.channel, now, learning, r.limit, r.customer_id)
             for r in requests
@@ -229,22 +227,22 @@ class BuiltinCM:
         if not parsed:
             return set()
         locked = await self._locked_many(tx, sorted({cid for cid, _ in parsed}), now)
+        # Read for this transaction alone: the states are changed in place.
         states = {cid: state for cid, (state, _) in locked.items()}
         learned: dict[str, list[int]] = {}
+        changed: set[str] = set()
         for cid, item in parsed:
             if isinstance(item, ContactEvent):
-                new = policy.apply_event(states[cid], item, now, catalog)
-                if new is states[cid]:
+                if not policy.apply_in_place(states[cid], item, now, catalog):
                     continue  # already applied (event id remembered in the state)
-                states[cid] = new
                 shown, accepted = _learning_of(item)
                 if shown or accepted:
                     counts = learned.setdefault(item.offer_id or "", [0, 0])
                     counts[0] += shown
                     counts[1] += accepted
             else:
-                states[cid] = policy.apply_attributes(states[cid], item)
-        changed = {cid for cid in states if states[cid] is not locked[cid][0]}
+                policy.attributes_in_place(states[cid], item)
+            changed.add(cid)
         for cid in sorted(changed):
             await self._write(tx, cid, states[cid], locked[cid][1], now, bump=False)
         for offer_id in sorted(learned):  # one order for every process: no deadlock between them
@@ -255,13 +253,12 @@ class BuiltinCM:
         self, tx: Tx, customer_ids: list[str], now: datetime
     ) -> dict[str, tuple[CustomerState, int]]:
         """`_locked` for many customers at once, locked in id order (so two processes never deadlock)."""
-        await tx.execute(
-            dialect_insert(tx, cm_profiles)
-            .values([
-                {"customer_id": cid, "state": CustomerState().to_dict(), "version": 0, "updated_at": now}
-                for cid in customer_ids
-            ])
-            .on_conflict_do_nothing(index_elements=[cm_profiles.c.customer_id])
+        empty = CustomerState().to_dict()
+        key = [cm_profiles.c.customer_id]
+        insert = dialect_insert(tx, cm_profiles).on_conflict_do_nothing(index_elements=key)
+        await tx.execute(  # executemany: one cached statement for any number of customers
+            insert,
+            [{"customer_id": cid, "state": empty, "version": 0, "updated_at": now} for cid in customer_ids],
         )
         rows = (await tx.execute(
             select(cm_profiles.c.customer_id, cm_profiles.c.state, cm_profiles.c.version)

@@ -189,6 +189,15 @@ def apply_event(state: CustomerState, event: ContactEvent, now: datetime, catalo
     if event.id in state.recent_events:
         return state
     new = copy.deepcopy(state)
+    apply_in_place(new, event, now, catalog)
+    return new
+
+
+def apply_in_place(new: CustomerState, event: ContactEvent, now: datetime, catalog: Catalog) -> bool:
+    """`apply_event` on a state the caller owns (read for this call, shared with nobody): it is changed
+    itself, without a copy. False when the event was applied to it before."""
+    if event.id in new.recent_events:
+        return False
     at = _aware(event.occurred_at)
     offer = catalog.offer(event.offer_id)
     day = at.astimezone(UTC).date().isoformat()
@@ -227,19 +236,24 @@ def apply_event(state: CustomerState, event: ContactEvent, now: datetime, catalo
 
     new.recent_events = [*new.recent_events, event.id][-RECENT_EVENT_IDS:]
     new.version += 1
-    return new
+    return True
 
 
 def apply_attributes(state: CustomerState, attributes: Mapping[str, Any]) -> CustomerState:
     """Merge profile attributes (customer.created / customer.updated); a None value removes one."""
     new = copy.deepcopy(state)
+    attributes_in_place(new, attributes)
+    return new
+
+
+def attributes_in_place(new: CustomerState, attributes: Mapping[str, Any]) -> None:
+    """`apply_attributes` on a state the caller owns."""
     for key, value in attributes.items():
         if value is None:
             new.attributes.pop(key, None)
         else:
             new.attributes[key] = value
     new.version += 1
-    return new
 
 
 # --- segments --------------------------------------------------------------------------------------
@@ -429,6 +443,8 @@ __all__ = [
     "OfferState",
     "apply_attributes",
     "apply_event",
+    "apply_in_place",
+    "attributes_in_place",
     "decision_id",
     "fatigued",
     "interest_boost",

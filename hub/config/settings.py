@@ -35,12 +35,15 @@ class Settings(BaseSettings):
     # The largest request body the hub reads (HTTP 413 above it).
     max_body_bytes: int = 1024 * 1024
     # Outbox relay: how many events per round and how long it idles when nothing wakes it.
-    relay_batch: int = 200
+    relay_batch: int = 1000
     # How long history is kept (hub.messaging.retention): sent outbox rows, and the ids of applied
     # messages (longer than any message waits for redelivery or a dead letter for its replay).
     outbox_retention_seconds: float = 86_400.0
     processed_retention_seconds: float = 14 * 86_400.0
     relay_idle_seconds: float = 0.5
+    # How long a call that writes events waits while this process is behind delivering earlier ones
+    # (hub.messaging.pacing); 0 never waits.
+    pacing_max_wait_seconds: float = 2.0
     # Consumer behaviour (both bus engines).
     delivery_limit: int = 5
     retry_backoff_seconds: float = 0.2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -48,6 +48,7 @@ class EventService:
         source: str,
         max_events: int,
         committed: Committed,
+        pace: Callable[[], Awaitable[None]],
     ):
         self._engine = engine
         self._contacts = contacts
@@ -56,6 +57,7 @@ class EventService:
         self._source = source
         self._max_events = max_events
         self._committed = committed
+        self._pace = pace
 
     async def record(self, contact_id: str, inputs: Sequence[EventInput], nba_limit: int = 3) -> Recorded:
         if len(inputs) > self._max_events:
@@ -66,6 +68,7 @@ class EventService:
         now = utcnow()
         for i, item in enumerate(inputs):
             _check(i, item, offers, now)
+        await self._pace()  # while the pipeline is behind, the caller waits instead of it
         async with self._engine.begin() as tx:
             contact = await self._contacts.require_open(tx, contact_id)
             events = [

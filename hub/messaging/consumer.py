@@ -135,13 +135,11 @@ class IdempotentConsumer:
     async def _claim_many(self, tx: AsyncConnection, events: Sequence[CloudEvent]) -> set[str]:
         """Record the events as applied; the ids of those not recorded before."""
         now = utcnow()
+        # One statement for any number of rows (executemany, insertmanyvalues): compiled once, cached.
+        claim = dialect_insert(tx, processed_messages).on_conflict_do_nothing()
         claimed = await tx.execute(
-            dialect_insert(tx, processed_messages)
-            .values([
-                {"destination": self.destination, "event_id": e.id, "processed_at": now} for e in events
-            ])
-            .on_conflict_do_nothing()
-            .returning(processed_messages.c.event_id)
+            claim.returning(processed_messages.c.event_id),
+            [{"destination": self.destination, "event_id": e.id, "processed_at": now} for e in events],
         )
         return {r.event_id for r in claimed}
 

@@ -87,6 +87,9 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
+        # A full round went out and more may wait: the relay is behind the writers (not stuck: a round
+        # that fails clears it, so an outage never holds back the API, it only delays publishing).
+        self.behind = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -111,12 +114,14 @@ class OutboxRelay:
                 if sent:
                     continue  # more may be waiting
             except BusError as exc:
+                self.behind = False
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("outbox relay: broker unavailable, retrying in %.2fs (%s)", backoff, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
             except Exception as exc:  # a store hiccup must not kill the relay
+                self.behind = False
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("outbox relay failed; retrying")
                 await asyncio.sleep(backoff)
@@ -140,6 +145,8 @@ class OutboxRelay:
                     .limit(self._batch)
                 )
             ).all()
+            # Known as soon as the round is read: a full one means writers are ahead of the relay.
+            self.behind = len(rows) >= self._batch
             if not rows:
                 return 0
             done: list[int] = []

@@ -390,7 +390,8 @@ async def emitted(tmp_path) -> list[CloudEvent]:
             lambda *_: None, lambda system, ids: changed(hub.instance, system, ids),
         )
         events = EventService(
-            hub.engine, contacts, hub.decisions, capture, hub.settings.source, 100, lambda *_: None
+            hub.engine, contacts, hub.decisions, capture, hub.settings.source, 100, lambda *_: None,
+            hub.pacing.turn,
         )
         email = Key(KeyKind.EMAIL, "ann@example.com")
         first = await contacts.start(Channel.WEBSITE, [email], "Ann")  # contact.started, customer.created

@@ -114,6 +114,11 @@ class Bus(ABC):
                 break
         return outcomes
 
+    def lagging(self) -> bool:
+        """Are this process's consumers behind (more ready than they take in one batch)? The API paces
+        new events on it, so that writers cannot starve the delivery of what they wrote."""
+        return False
+
     @abstractmethod
     async def consume(self, queue: str, handler: Handler) -> None:
         """Start delivering the queue's messages to the handler until `cancel` or `close`."""

@@ -79,6 +79,7 @@ class EmbeddedBus(Bus):
         self._listeners: list[tuple[tuple[str, ...], Handler]] = []
         self._listening: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._full: set[str] = set()  # queues whose consumer found a full batch ready last time
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -203,6 +204,7 @@ class EmbeddedBus(Bus):
         self._consumers[queue] = asyncio.create_task(self._run(queue, handler), name=f"bus-consumer:{queue}")
 
     async def cancel(self, queue: str) -> None:
+        self._full.discard(queue)
         task = self._consumers.pop(queue, None)
         if task is None:
             return
@@ -254,8 +256,13 @@ class EmbeddedBus(Bus):
         async with self._engine.connect() as conn:
             return _aware((await conn.execute(query)).scalar())
 
+    def lagging(self) -> bool:
+        return bool(self._full)
+
     async def _handle_batch(self, queue: str, handler: Handler) -> int:
         rows = await self._fetch(queue, self._settings.prefetch)
+        # A full fetch: more may be ready than the consumer takes at once.
+        (self._full.add if len(rows) >= self._settings.prefetch else self._full.discard)(queue)
         await self._deliver(rows, handler)
         return len(rows)
 

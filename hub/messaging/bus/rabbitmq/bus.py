@@ -165,6 +165,9 @@ class RabbitBus(Bus):
     async def consume(self, queue: str, handler: Handler) -> None:
         await self._consuming.consume(queue, handler)
 
+    def lagging(self) -> bool:
+        return self._consuming.lagging()
+
     async def broadcast(self, patterns: Sequence[str], handler: Handler) -> None:
         await self._consuming.broadcast(patterns, handler)
 

@@ -124,6 +124,11 @@ class Consumers:
                 await consumer.worker
         await self._stop_channel(consumer)
 
+    def lagging(self) -> bool:
+        """A consumer holds more delivered messages than it applies in one go."""
+        batch = max(1, self._settings.consume_batch)
+        return any(c.inbox.qsize() > batch for c in self.consumers.values())
+
     # -- broadcast listeners -------------------------------------------------------------------------
 
     async def broadcast(self, patterns: Sequence[str], handler: Handler) -> None:
@@ -190,7 +195,9 @@ class Consumers:
                 messages.append(consumer.inbox.get_nowait())
             messages = [m for m in messages if not _stale(m)]  # their channel died: redelivered
             try:
-                if len(messages) > 1 and await self._process_together(consumer.queue, handler, messages):
+                held = bool(consumer.delayed)
+                together = len(messages) > 1
+                if together and await self._process_together(consumer.queue, handler, messages, held):
                     continue
                 for message in messages:
                     await self._process(consumer.queue, handler, message, retry)
@@ -212,7 +219,7 @@ class Consumers:
         task.add_done_callback(consumer.delayed.discard)
 
     async def _process_together(
-        self, queue: str, handler: Handler, messages: list[AbstractIncomingMessage]
+        self, queue: str, handler: Handler, messages: list[AbstractIncomingMessage], held: bool
     ) -> bool:
         """Apply messages as one batch and ack them all; False (nothing settled) when it failed."""
         assert isinstance(handler, BatchHandler)
@@ -224,8 +231,11 @@ class Consumers:
             log.info("rabbitmq bus: a batch of %d on %r failed, delivering one by one: %s",
                      len(messages), queue, exc)
             return False
-        for message in messages:  # one by one: `multiple` would also ack messages held for a retry
-            await settle(message.ack())
+        if held:  # one by one: `multiple` would also ack the messages held for a retry
+            for message in messages:
+                await settle(message.ack())
+        else:  # everything delivered before these is settled: one ack for the lot
+            await settle(messages[-1].ack(multiple=True))
         return True
 
     async def _process(
