@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field, ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -243,10 +243,24 @@ class BuiltinCM:
             else:
                 policy.attributes_in_place(states[cid], item)
             changed.add(cid)
-        for cid in sorted(changed):
-            await self._write(tx, cid, states[cid], locked[cid][1], now, bump=False)
-        for offer_id in sorted(learned):  # one order for every process: no deadlock between them
-            await self._add_learning(tx, offer_id, *learned[offer_id])
+        if changed:
+            # One statement for all: the rows are locked by `_locked_many` (one writer on SQLite), so the
+            # version each was read at is still its version.
+            await tx.execute(
+                update(cm_profiles)
+                .where(
+                    cm_profiles.c.customer_id == bindparam("b_customer"),
+                    cm_profiles.c.version == bindparam("b_read"),
+                )
+                .values(state=bindparam("b_state"), version=bindparam("b_version"), updated_at=now),
+                [
+                    {"b_customer": cid, "b_read": locked[cid][1], "b_state": states[cid].to_dict(),
+                     "b_version": states[cid].version}
+                    for cid in sorted(changed)
+                ],
+            )
+        if learned:  # in one order for every process: no deadlock between them
+            await self._add_learning(tx, [(o, learned[o][0], learned[o][1]) for o in sorted(learned)])
         return changed
 
     async def _locked_many(
@@ -303,10 +317,9 @@ class BuiltinCM:
         return states
 
     async def _write(self, tx: Tx, customer_id: str, state: CustomerState, old_version: int,
-                     now: datetime, bump: bool = True) -> None:
-        """Write the state over `old_version`: as the next version, or (bump=False) as the version the
-        state already counts, one per change applied in memory."""
-        new_version = old_version + 1 if bump else state.version
+                     now: datetime) -> None:
+        """Write the state over `old_version`, as the next version."""
+        new_version = old_version + 1
         state.version = new_version
         # The row is locked by `_locked`; the version check guards against a caller that did not lock.
         result = await tx.execute(
@@ -322,19 +335,21 @@ class BuiltinCM:
     async def _learn(self, tx: Tx, event: ContactEvent) -> None:
         shown, accepted = _learning_of(event)
         if shown or accepted:
-            await self._add_learning(tx, event.offer_id or "", shown, accepted)
+            await self._add_learning(tx, [(event.offer_id or "", shown, accepted)])
 
-    async def _add_learning(self, tx: Tx, offer_id: str, shown: int, accepted: int) -> None:
-        ins = dialect_insert(tx, cm_offer_learning).values(
-            offer_id=offer_id, shown=shown, accepted=accepted
+    async def _add_learning(self, tx: Tx, counts: list[tuple[str, int, int]]) -> None:
+        """Add (offer, shown, accepted) to the learning counters, atomically, in one statement."""
+        ins = dialect_insert(tx, cm_offer_learning)
+        await tx.execute(
+            ins.on_conflict_do_update(
+                index_elements=[cm_offer_learning.c.offer_id],
+                set_={
+                    "shown": cm_offer_learning.c.shown + ins.excluded.shown,
+                    "accepted": cm_offer_learning.c.accepted + ins.excluded.accepted,
+                },
+            ),
+            [{"offer_id": o, "shown": shown, "accepted": accepted} for o, shown, accepted in counts],
         )
-        await tx.execute(ins.on_conflict_do_update(
-            index_elements=[cm_offer_learning.c.offer_id],
-            set_={
-                "shown": cm_offer_learning.c.shown + ins.excluded.shown,
-                "accepted": cm_offer_learning.c.accepted + ins.excluded.accepted,
-            },
-        ))
 
 
 # --- payloads --------------------------------------------------------------------------------------

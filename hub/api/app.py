@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -95,6 +96,10 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
                 hub.reload, hub.settings.mappings_dir, on_change=hub.settings.reload_on_change
             )
             watcher.start()
+            # What start-up made (modules, schema, mapping) lives as long as the process: out of the
+            # collector's sight, so full collections stay short pauses on the request path.
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:

@@ -27,7 +27,10 @@ def create_engine(url: str) -> AsyncEngine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
     else:
-        kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # No pre-ping (a round trip on every check-out): connections are recycled before a server or
+        # firewall would drop them, and one that died anyway fails its statement, which invalidates the
+        # pool (SQLAlchemy's disconnect handling) and is retried by the caller's own retry path.
+        kwargs.update(pool_size=10, max_overflow=10, pool_recycle=1800)
     engine = create_async_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
