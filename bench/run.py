@@ -115,11 +115,13 @@ async def main(rounds: int) -> None:
 
     # The benchmarks with a target, each across processes (the hub as `hub serve`); their verdicts last.
     import fanout  # bench/ is the script's folder, first on sys.path
+    import history
     import peer_gateway
     import throughput
 
     verdicts = []
-    for lines in (await throughput.run(), await fanout.run(rounds), await peer_gateway.run()):
+    for lines in (await throughput.run(), await fanout.run(rounds), await peer_gateway.run(),
+                  await history.run()):
         for line in lines:
             (verdicts if line.startswith("bench ") else []).append(line)
             if not line.startswith("bench "):

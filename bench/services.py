@@ -38,22 +38,23 @@ async def fresh_database() -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def fresh_namespace() -> AsyncIterator[str]:
-    """A bus namespace of its own; its queues and exchanges are deleted afterwards."""
+async def fresh_namespace(*queues: str) -> AsyncIterator[str]:
+    """A bus namespace of its own; its queues and exchanges are deleted afterwards (`queues`: the
+    benchmark's own, besides those the hub declares)."""
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     try:
         yield namespace
     finally:
-        await delete_namespace(namespace)
+        await delete_namespace(namespace, queues)
 
 
-async def delete_namespace(namespace: str) -> None:
+async def delete_namespace(namespace: str, queues: tuple[str, ...] = ()) -> None:
     """Every queue and exchange named `<namespace>.…` (the management API is not assumed: the names the
-    hub declares are tried, each on a channel of its own since a missing one closes it)."""
+    hub declares, and `queues`, are tried, each on a channel of its own since a missing one closes it)."""
     connection = await aio_pika.connect(RABBITMQ_URL)
     try:
         names = ["dead-letters", "flow.contact-events-to-cm", "flow.customers-to-cm",
-                 "flow.request-status-to-cm"]
+                 "flow.request-status-to-cm", *queues]
         for name in names:
             with contextlib.suppress(Exception):
                 async with connection.channel() as ch:

@@ -81,7 +81,7 @@ class BuiltinCM:
     def __init__(self, ctx: AdapterContext, *, clock: Callable[[], datetime] = utcnow):
         self.system = ctx.system
         self._ctx = ctx
-        self._engine = ctx.engine
+        self._reader = ctx.reader  # it only reads on its own: writes come in the hub's transaction
         self._clock = clock
         if isinstance(ctx.config, CMConfig):
             self.config = ctx.config
@@ -111,7 +111,7 @@ class BuiltinCM:
         if self._catalog is None:
             return Health(False, "CM catalog not loaded (start() was not called or failed)")
         try:
-            async with self._engine.connect() as conn:
+            async with self._reader.connect() as conn:
                 await conn.execute(select(cm_offer_learning.c.offer_id).limit(1))
                 await conn.execute(select(cm_profiles.c.customer_id).limit(1))
         except (SQLAlchemyError, OSError) as exc:
@@ -138,7 +138,7 @@ class BuiltinCM:
             return {}
         catalog = self.catalog
         now = self._clock()
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = (await conn.execute(
                 select(cm_profiles.c.customer_id, cm_profiles.c.state, cm_profiles.c.version)
                 .where(cm_profiles.c.customer_id.in_(ids))
@@ -168,7 +168,7 @@ class BuiltinCM:
         catalog = self.catalog
         now = self._clock()
         ids = list(dict.fromkeys(r.customer_id for r in requests))
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             states = await self._read_many(conn, ids)
             learning = await self._learning_snapshot(conn)
         for event in pending:  # in memory only: the answer reflects events CM has not consumed yet
@@ -206,8 +206,13 @@ class BuiltinCM:
             return {contact.customer_id}
         if event.type in CUSTOMER_EVENTS:
             customer_id, attributes = _read_customer_event(event)
+            if not attributes:
+                return set()  # nothing CM keeps: no profile written, no change announced
             state, version = await self._locked(tx, customer_id, now)
-            await self._write(tx, customer_id, policy.apply_attributes(state, attributes), version, now)
+            new = policy.apply_attributes(state, attributes)
+            if new.version == state.version:
+                return set()
+            await self._write(tx, customer_id, new, version, now)
             return {customer_id}
         return set()
 
@@ -223,7 +228,9 @@ class BuiltinCM:
                 contact = _read_contact_event(event)
                 parsed.append((contact.customer_id, contact))
             elif event.type in CUSTOMER_EVENTS:
-                parsed.append(_read_customer_event(event))
+                customer_id, attributes = _read_customer_event(event)
+                if attributes:  # without any, nothing CM keeps
+                    parsed.append((customer_id, attributes))
         if not parsed:
             return set()
         locked = await self._locked_many(tx, sorted({cid for cid, _ in parsed}), now)
@@ -240,8 +247,8 @@ class BuiltinCM:
                     counts = learned.setdefault(item.offer_id or "", [0, 0])
                     counts[0] += shown
                     counts[1] += accepted
-            else:
-                policy.attributes_in_place(states[cid], item)
+            elif not policy.attributes_in_place(states[cid], item):
+                continue
             changed.add(cid)
         if changed:
             # One statement for all: the rows are locked by `_locked_many` (one writer on SQLite), so the

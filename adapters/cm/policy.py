@@ -240,20 +240,26 @@ def apply_in_place(new: CustomerState, event: ContactEvent, now: datetime, catal
 
 
 def apply_attributes(state: CustomerState, attributes: Mapping[str, Any]) -> CustomerState:
-    """Merge profile attributes (customer.created / customer.updated); a None value removes one."""
+    """Merge profile attributes (customer.created / customer.updated); a None value removes one. The
+    version stays when nothing changed."""
     new = copy.deepcopy(state)
     attributes_in_place(new, attributes)
     return new
 
 
-def attributes_in_place(new: CustomerState, attributes: Mapping[str, Any]) -> None:
-    """`apply_attributes` on a state the caller owns."""
+def attributes_in_place(new: CustomerState, attributes: Mapping[str, Any]) -> bool:
+    """`apply_attributes` on a state the caller owns. False (and no new version) when nothing changed:
+    a customer event without attributes, or with the values CM has already."""
+    changed = False
     for key, value in attributes.items():
         if value is None:
-            new.attributes.pop(key, None)
-        else:
+            changed = new.attributes.pop(key, None) is not None or changed
+        elif new.attributes.get(key) != value:
             new.attributes[key] = value
-    new.version += 1
+            changed = True
+    if changed:
+        new.version += 1
+    return changed
 
 
 # --- segments --------------------------------------------------------------------------------------

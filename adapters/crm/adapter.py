@@ -5,7 +5,7 @@ It shares the hub's golden ids, so the mapping reads it by `key: id`."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -40,7 +40,7 @@ class BuiltinCRM:
 
     def __init__(self, ctx: AdapterContext):
         self.system = ctx.system
-        self._engine = ctx.engine
+        self._reader = ctx.reader  # it only reads on its own: writes come in the hub's transaction
 
     async def start(self) -> None:
         return None
@@ -50,7 +50,7 @@ class BuiltinCRM:
 
     async def check(self) -> Health:
         try:
-            async with self._engine.connect() as conn:
+            async with self._reader.connect() as conn:
                 await conn.execute(select(crm_customers.c.id).limit(1))
         except (SQLAlchemyError, OSError) as exc:
             # Only the kind of failure: a driver's message may carry the DSN.
@@ -62,7 +62,7 @@ class BuiltinCRM:
         ids = list(dict.fromkeys(keys))
         if not ids:
             return {}
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = (await conn.execute(select(crm_customers).where(crm_customers.c.id.in_(ids)))).all()
         return {
             r.id: {
@@ -78,11 +78,7 @@ class BuiltinCRM:
     # ContactRegistry
     async def upsert_customer(self, tx: Tx, facts: CustomerFacts) -> str | None:
         now = utcnow()
-        row = (
-            await tx.execute(
-                select(crm_customers).where(crm_customers.c.id == facts.customer_id).with_for_update()
-            )
-        ).first()
+        row = (await tx.execute(select(crm_customers).where(crm_customers.c.id == facts.customer_id))).first()
         if row is None:
             await tx.execute(
                 crm_customers.insert().values(
@@ -96,16 +92,18 @@ class BuiltinCRM:
                 )
             )
             return None
+        if _merged(row, facts) == _current(row):
+            return None  # a returning visitor with nothing new: no write, and `updatedAt` stays true
+        row = (
+            await tx.execute(
+                select(crm_customers).where(crm_customers.c.id == facts.customer_id).with_for_update()
+            )
+        ).one()
+        name, emails, phones, attributes = _merged(row, facts)
         await tx.execute(
             crm_customers.update()
             .where(crm_customers.c.id == facts.customer_id)
-            .values(
-                name=facts.name or row.name,
-                emails=list(dict.fromkeys([*row.emails, *facts.emails])),
-                phones=list(dict.fromkeys([*row.phones, *facts.phones])),
-                attributes={**row.attributes, **facts.attributes},
-                updated_at=now,
-            )
+            .values(name=name, emails=emails, phones=phones, attributes=attributes, updated_at=now)
         )
         return None  # the built-in CRM shares the hub's golden ids: no key of its own to link
 
@@ -125,3 +123,17 @@ class BuiltinCRM:
             .where(crm_contacts.c.id == contact.id)
             .values(ended_at=contact.ended_at, outcome=contact.outcome)
         )
+
+
+def _current(row: Any) -> tuple[Any, list[str], list[str], dict[str, Any]]:
+    return row.name, list(row.emails), list(row.phones), dict(row.attributes)
+
+
+def _merged(row: Any, facts: CustomerFacts) -> tuple[Any, list[str], list[str], dict[str, Any]]:
+    """The master data after `facts`: a new name wins, keys and attributes are added."""
+    return (
+        facts.name or row.name,
+        list(dict.fromkeys([*row.emails, *facts.emails])),
+        list(dict.fromkeys([*row.phones, *facts.phones])),
+        {**row.attributes, **facts.attributes},
+    )

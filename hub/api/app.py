@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -80,7 +81,13 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
         # essential one is; `degraded` tells operators that some answers are partial.
         ok = all(c["ok"] for c in checks.values() if c["essential"])
         degraded = not all(c["ok"] for c in checks.values())
-        body = {"ok": ok, "degraded": degraded, "mappingVersion": hub.wiring.version, "systems": checks}
+        body = {
+            "ok": ok,
+            "degraded": degraded,
+            "mappingVersion": hub.wiring.version,
+            "process": os.getpid(),  # which hub process answered (with --workers, one of several)
+            "systems": checks,
+        }
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @contextlib.asynccontextmanager

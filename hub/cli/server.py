@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from hub.cli.common import fail_mapping, run, with_hub
+from hub.cli.common import INVALID, fail_mapping, run, with_hub
 from hub.config.loader import MappingError
 from hub.config.settings import PROJECT_ROOT, Settings
 
@@ -21,6 +22,14 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     demo: Annotated[bool, typer.Option("--demo", help="Load the demo data into an empty store.")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Hub processes sharing the port; more than one needs PostgreSQL and RabbitMQ, which they "
+            "coordinate through.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the hub: GraphQL on http://HOST:PORT/graphql (GraphiQL in a browser).
 
@@ -40,9 +49,38 @@ def serve(
         fail_mapping(exc)
     typer.echo(
         f"MarkITing Hub on http://{host}:{port}/graphql (store {settings.database_url.split('@')[-1]}, "
-        f"bus {settings.broker_url.split('@')[-1]})"
+        f"bus {settings.broker_url.split('@')[-1]}"
+        + (f", {workers} processes)" if workers > 1 else ")")
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, lifespan="on")
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, lifespan="on")
+        return
+    if not settings.database_url.startswith("postgresql") or not settings.broker_url.startswith("amqp"):
+        typer.echo(
+            "--workers above 1 needs PostgreSQL (HUB_DATABASE_URL=postgresql+asyncpg://…) and RabbitMQ "
+            "(HUB_BROKER_URL=amqp://…): the processes share them. The embedded defaults are one process.",
+            err=True,
+        )
+        raise typer.Exit(INVALID)
+    # Set up once, here, before the processes start: migrations and demo data are not the workers' race.
+    if settings.demo:
+        run(with_hub, _load_demo)
+    os.environ["HUB_DEMO"] = "false"
+    uvicorn.run(
+        "hub.api.app:create_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="on",
+    )
+
+
+async def _load_demo(hub: Any) -> None:
+    from hub.demo import load_demo
+
+    await load_demo(hub)
 
 
 def check() -> None:

@@ -38,6 +38,7 @@ from hub.events import (
 from hub.messaging.outbox import Outbox
 from hub.model import Channel, Contact, CustomerFacts, Key, KeyKind
 from hub.ports import ContactRegistry
+from hub.store.db import reading
 from hub.store.tables import contacts as contacts_table
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,10 @@ class ContactService:
         committed: Committed,
         announce: Announce,
         known_keys: MutableMapping[Key, str] | None = None,
+        known_customers: MutableMapping[str, bool] | None = None,
     ):
         self._engine = engine
+        self._reader = reading(engine)
         self._registry_system = registry_system
         self._registry = registry
         self._outbox = outbox
@@ -85,6 +88,8 @@ class ContactService:
         # Keys found before -> their customer. A key, once linked, is never moved to another customer
         # (keys are only added), so a positive answer stays true; an unknown key is asked every time.
         self._known_keys: MutableMapping[Key, str] = known_keys if known_keys is not None else {}
+        # Customers known to exist (the view's map): one started here exists, the view need not ask.
+        self._known_customers: MutableMapping[str, bool] = {} if known_customers is None else known_customers
 
     async def start(self, channel: Channel, keys: Sequence[Key], name: str | None) -> Started:
         if not keys:
@@ -105,6 +110,7 @@ class ContactService:
                     raise
                 continue
             self._committed(self._registry_system, [started.customer_id])
+            self._known_customers[started.customer_id] = True
             return started
         raise AssertionError("unreachable")
 
@@ -170,7 +176,7 @@ class ContactService:
         found = {k: known[k] for k in keys if k in known}
         unsure = [k for k in keys if k not in found]
         if unsure:
-            async with self._engine.connect() as conn:
+            async with self._reader.connect() as conn:
                 fetched = await self._graph.lookup(conn, unsure)
             known.update(fetched)
             found.update(fetched)
@@ -222,7 +228,7 @@ class ContactService:
         if tx is not None:
             row = (await tx.execute(stmt)).first()
         else:
-            async with self._engine.connect() as conn:
+            async with self._reader.connect() as conn:
                 row = (await conn.execute(stmt)).first()
         return _contact(row) if row else None
 

@@ -22,6 +22,7 @@ from hub.core.identity import IdentityGraph
 from hub.core.translate import Fragment, Translator
 from hub.model import GOLDEN_ID, HUB_SYSTEM, Contact, CustomerView, Key
 from hub.ports import ProfileSource
+from hub.store.db import reading
 from hub.store.tables import customers
 from hub.waiting import bounded
 
@@ -78,7 +79,7 @@ class ViewAssembler:
         translator: Translator,
         contacts: ContactService,
     ):
-        self._engine = engine
+        self._engine = reading(engine)  # this module only reads
         self._mapping = mapping
         self._sources = dict(sources)
         self._cache = cache

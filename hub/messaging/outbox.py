@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hub.events import CloudEvent, utcnow
 from hub.messaging.bus.base import Bus, BusError, Unroutable, topic_matches
 from hub.ports import Tx
+from hub.store.db import reading
 from hub.store.tables import outbox
 from hub.waiting import wait_event
 
@@ -69,7 +70,7 @@ class Outbox:
         )
 
     async def backlog(self, engine: AsyncEngine) -> int:
-        async with engine.connect() as conn:
+        async with reading(engine).connect() as conn:
             return int(
                 (await conn.execute(select(func.count()).where(outbox.c.sent_at.is_(None)))).scalar_one()
             )

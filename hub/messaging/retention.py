@@ -5,6 +5,16 @@ Sent outbox rows are kept `HUB_OUTBOX_RETENTION_SECONDS` (for diagnosis), proces
 `HUB_PROCESSED_RETENTION_SECONDS`: longer than any message can wait to be redelivered (a dead letter
 replayed after that is applied again, so keep it above your dead-letter handling time). Every hub process
 prunes; the deletes are idempotent, in small batches, and never touch an unsent row.
+
+On PostgreSQL each round ends with `VACUUM (SKIP_LOCKED, ANALYZE)` of the two history tables. The hub
+cannot count on autovacuum (it may be off, or far behind), and marking a row sent is an UPDATE: it leaves
+a dead tuple, and a dead entry at the front of the unsent partial index that every poll of the relay reads
+past until a VACUUM removes it (bench outbox-history: 1M rows marked sent and no VACUUM, the relay's round
+took 1.7x as long as on an empty history; after the VACUUM, no longer). ANALYZE keeps the poll's plan an
+index scan, which marks as dead, for the polls after it, the few entries a VACUUM leaves (PostgreSQL skips
+the index pass while under 2 % of a table's pages have dead rows). SKIP_LOCKED skips a table another
+process is vacuuming, so hub processes never queue behind each other; the statement has a time limit, and
+a failure is logged and retried next round, like the prune.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +36,9 @@ from hub.store.tables import outbox, processed_messages
 log = logging.getLogger(__name__)
 
 BATCH = 5_000
+# The longest a round's VACUUM may run (it is cancelled then, and the next round starts over).
+VACUUM_TIMEOUT_SECONDS = 600.0
+HISTORY = (outbox, processed_messages)
 
 
 class Retention:
@@ -80,7 +94,31 @@ class Retention:
         )
         if sent or seen:
             log.info("pruned %d sent outbox rows and %d processed-message ids", sent, seen)
+        await self.vacuum()
         return sent, seen
+
+    async def vacuum(self) -> None:
+        """PostgreSQL only: VACUUM (and ANALYZE) the history tables, so the dead tuples and dead index
+        entries that marking rows sent and pruning leave behind go. Never raises: a failure is logged and
+        the next round tries again."""
+        if self._engine.dialect.name != "postgresql":
+            return  # SQLite reuses freed pages itself; nothing there slows the poll down
+        quote = self._engine.dialect.identifier_preparer.format_table
+        tables = ", ".join(quote(t) for t in HISTORY)
+        started = time.perf_counter()
+        try:
+            async with self._engine.connect() as conn:
+                # VACUUM cannot run in a transaction block.
+                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await auto.exec_driver_sql(f"SET statement_timeout = {int(VACUUM_TIMEOUT_SECONDS * 1000)}")
+                try:
+                    await auto.exec_driver_sql(f"VACUUM (SKIP_LOCKED, ANALYZE) {tables}")
+                finally:
+                    await auto.exec_driver_sql("RESET statement_timeout")
+        except Exception:  # the store may be away, or the vacuum ran out of time: next round
+            log.warning("vacuuming %s failed; retrying next round", tables, exc_info=True)
+            return
+        log.debug("vacuumed %s in %.0f ms", tables, (time.perf_counter() - started) * 1e3)
 
     async def _drain(self, find: Select[Any], remove: Callable[[list[Any]], Delete]) -> int:
         """Delete in batches, each its own short transaction: a writer never waits long on the prune."""

@@ -94,9 +94,15 @@ class AdapterContext:
     timeout: float = 5.0  # the mapping's per-system timeout, seconds
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("hub.adapter"))
 
+    # The hub's store for reads outside a transaction (autocommit: one round trip per read).
+    reader: AsyncEngine = field(init=False)
+
     def __post_init__(self) -> None:
         if self.mappings_dir is None:
             self.mappings_dir = Path(self.settings.mappings_dir)
+        # An external system's context may come without the store (tests): then there is none to read.
+        engine = self.engine
+        self.reader = engine.execution_options(isolation_level="AUTOCOMMIT") if engine else engine
 
 
 @runtime_checkable

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,7 @@ from alembic.config import Config
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
 from hub.store.tables import metadata as hub_metadata
 
@@ -34,7 +37,42 @@ def create_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        _one_writer(engine)
     return engine
+
+
+def reading(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool for reads outside a transaction: in autocommit, so a read is one round trip (no
+    BEGIN before it, no ROLLBACK when its connection goes back to the pool)."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC")
+
+
+def _one_writer(engine: AsyncEngine) -> None:
+    """SQLite has one writer. Its own wait for the write lock polls with growing sleeps, so under load
+    an unlucky writer loses round after round (seconds). Here the connections of this process queue for
+    it in order instead: a connection takes the lock at its transaction's first write (where SQLite
+    begins the transaction) and gives it back when the transaction ends (commit or rollback, which
+    SQLAlchemy also signals for a connection that broke). Reads never wait."""
+    lock = asyncio.Lock()
+    holders: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+    def before(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        if conn not in holders and statement.lstrip()[:6].upper() in _WRITES:
+            await_only(lock.acquire())  # inside SQLAlchemy's greenlet: the event loop runs meanwhile
+            holders.add(conn)
+
+    def done(conn: Connection) -> None:
+        if conn in holders:
+            holders.discard(conn)
+            lock.release()
+
+    sync = engine.sync_engine
+    event.listen(sync, "before_cursor_execute", before)
+    event.listen(sync, "commit", done)
+    event.listen(sync, "rollback", done)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

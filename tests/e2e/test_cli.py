@@ -74,3 +74,10 @@ def test_serve_demo_runs_the_scenario(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_serve_refuses_workers_on_the_embedded_defaults(tmp_path):
+    env = {**os.environ, "HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/hub.db", "HUB_BROKER_URL": "memory://"}
+    done = subprocess.run([HUB, "serve", "--workers", "2"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2
+    assert "--workers above 1 needs PostgreSQL" in done.stderr and "RabbitMQ" in done.stderr

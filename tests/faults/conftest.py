@@ -146,13 +146,13 @@ def run_hub(settings: Settings, *args: str, timeout: float = 30) -> subprocess.C
 class HubProcess:
     """`hub serve` as a real process; `url` is its base URL once `wait_ready` returned."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, *args: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = log_path.open("w")
         self.proc = subprocess.Popen(
-            [HUB, "serve", "--port", str(self.port), "--log-level", "warning"],
+            [HUB, "serve", "--port", str(self.port), "--log-level", "warning", *args],
             env=hub_env(settings),
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -199,8 +199,8 @@ def hub_process(tmp_path, topology) -> Any:
     """Start `hub serve` subprocesses; every one is stopped after the test."""
     made: list[HubProcess] = []
 
-    def start(settings: Settings) -> HubProcess:
-        process = HubProcess(settings, tmp_path / f"hub-{len(made)}.log")
+    def start(settings: Settings, *args: str) -> HubProcess:
+        process = HubProcess(settings, tmp_path / f"hub-{len(made)}.log", *args)
         made.append(process)
         return process
 
