@@ -113,19 +113,30 @@ async def main(rounds: int) -> None:
         await client.aclose()
         await hub.close()
 
-    # The benchmarks with a target, each across processes (the hub as `hub serve`); their verdicts last.
-    import fanout  # bench/ is the script's folder, first on sys.path
+    # The benchmarks with a target, each across processes (the hub as `hub serve`), in the order;
+    # their verdicts last. bench/ is the script's folder, first on sys.path.
+    import contact
+    import fanout
+    import freshness
     import history
     import peer_gateway
+    import pipeline
     import throughput
+    import workers
 
+    benchmarks = [
+        throughput.run, lambda: fanout.run(rounds), pipeline.run, freshness.run, contact.run,
+        history.run, workers.run, peer_gateway.run,
+    ]
     verdicts = []
-    for lines in (await throughput.run(), await fanout.run(rounds), await peer_gateway.run(),
-                  await history.run()):
-        for line in lines:
-            (verdicts if line.startswith("bench ") else []).append(line)
-            if not line.startswith("bench "):
-                print(line)
+    for bench in benchmarks:
+        started = time.perf_counter()
+        for line in await bench():
+            if line.startswith("bench "):
+                verdicts.append(line)
+            else:
+                print(line, flush=True)
+        print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
     print()
     for line in verdicts:
         print(line)

@@ -1,0 +1,76 @@
+"""workers: `hub serve --workers 2` against one worker, on the customer view, on PostgreSQL + RabbitMQ.
+
+Two hubs on one fresh database and bus namespace (the demo data loaded once): one with a single worker
+process, one with two. wrk (16 connections) asks each in turn for the view of view-throughput (Anna's
+profile, segments, offer history and 3 NBAs), `rounds` times. Whole answers are not kept here
+(HUB_ANSWER_CACHE_ENTRIES=0): every request is executed, from the systems' cached reads, so what is
+measured is the hub's own work spread over processes; a kept answer costs the hub so little that the
+load generator, on the same two cores, would be what is measured.
+
+Ratio = two workers' req/s ÷ one worker's (medians). Target >= 1.8.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+import aiohttp
+from procs import HUB, free_port, start, stop, up
+from services import RABBITMQ_URL, fresh_database, fresh_namespace
+from throughput import EMAIL, QUERY, _wrk
+
+TARGET = 1.8
+
+
+async def run(rounds: int = 3, seconds: int = 5) -> list[str]:
+    one_port, two_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        async with fresh_database() as database, fresh_namespace() as namespace:
+            env = {**os.environ, "HUB_DATABASE_URL": database, "HUB_BROKER_URL": RABBITMQ_URL,
+                   "HUB_BUS_NAMESPACE": namespace, "HUB_RELOAD_ON_CHANGE": "false",
+                   "HUB_ANSWER_CACHE_ENTRIES": "0"}
+            one = start([HUB, "serve", "--demo", "--port", str(one_port), "--log-level", "warning"], env)
+            two = None
+            try:
+                async with aiohttp.ClientSession() as session:
+                    await up(session, f"http://127.0.0.1:{one_port}/healthz", one)
+                    two = start([HUB, "serve", "--workers", "2", "--port", str(two_port), "--log-level",
+                                 "warning"], env)
+                    await up(session, f"http://127.0.0.1:{two_port}/healthz", two)
+                    payload = {"query": QUERY, "variables": {"e": EMAIL}}
+                    for port in (one_port, two_port):
+                        async with session.post(f"http://127.0.0.1:{port}/graphql", json=payload) as r:
+                            body = await r.json()
+                        assert "errors" not in body and body["data"]["customerByKey"]["nextBestActions"], body
+                script = Path(tmp) / "post.lua"
+                script.write_text(
+                    'wrk.method = "POST"\n'
+                    'wrk.headers["Content-Type"] = "application/json"\n'
+                    f"wrk.body = {json.dumps(json.dumps(payload))}\n"
+                )
+                ones, twos = [], []
+                for _ in range(rounds):  # alternating, so drift on the machine hits both alike
+                    for port, results in ((one_port, ones), (two_port, twos)):
+                        results.append(await asyncio.to_thread(
+                            _wrk, f"http://127.0.0.1:{port}/graphql", script, seconds))
+            finally:
+                stop(one, two)
+    o, t = statistics.median(ones), statistics.median(twos)
+    ratio = t / o
+    return [
+        f"customer view (executed, whole answers not kept) on PostgreSQL + RabbitMQ, 16 connections: "
+        f"one worker {o:,.0f} req/s, two workers "
+        f"{t:,.0f} req/s (rounds: one {[round(x) for x in ones]}, two {[round(x) for x in twos]})",
+        f"bench workers: ratio={ratio:.2f} target={TARGET} {'PASS' if ratio >= TARGET else 'FAIL'} "
+        f"(two workers {t:,.0f} req/s ÷ one {o:,.0f} req/s)",
+    ]
+
+
+if __name__ == "__main__":
+    for line in asyncio.run(run()):
+        print(line)
