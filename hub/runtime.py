@@ -155,6 +155,9 @@ class Hub:
             mapping.systems[decision_system].timeout_seconds,
             s.decision_cache_seconds,
             s.cache_max_entries,
+            budget=s.nba_budget_ms / 1000,
+            fallback=mapping.decisions.fallback,
+            notify=self.feed.notify,  # a decision that outlived the budget is pushed when it lands
         )
         contacts = ContactService(
             self.engine,
@@ -165,6 +168,7 @@ class Hub:
             self.reactions.committed,
             partial(changes.changed, self.instance),
             self.cache.keys,
+            self.cache.known,
         )
         views = ViewAssembler(
             self.engine, mapping, systems.all(PROFILE_SOURCE), self.cache, translator, contacts
@@ -203,6 +207,7 @@ class Hub:
             ("scheduler", self.scheduler.stop),
             ("retention", self.retention.stop),
             ("outbox relay", self.relay.stop),
+            ("late decisions", self.wiring.decisions.close),
             ("bus", self.bus.close),
             ("adapters", self.wiring.systems.close),
             ("store", self.engine.dispose),
@@ -258,7 +263,7 @@ class Hub:
                 len(mapping.flows),
             )
             retire = asyncio.create_task(
-                self._retire(old.systems, self.settings.reload_grace_seconds if grace is None else grace)
+                self._retire(old, self.settings.reload_grace_seconds if grace is None else grace)
             )
             self._retired.add(retire)
             retire.add_done_callback(self._retired.discard)
@@ -272,9 +277,10 @@ class Hub:
                 self._consuming.discard(queue)
         await self._consume_realtime(after)
 
-    async def _retire(self, systems: Systems, grace: float) -> None:
+    async def _retire(self, old: Wiring, grace: float) -> None:
         await asyncio.sleep(grace)
-        await systems.close()
+        await old.decisions.close()
+        await old.systems.close()
 
     # --- consuming ---------------------------------------------------------------------------------
 

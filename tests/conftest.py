@@ -15,6 +15,9 @@ import pytest
 RABBITMQ_URL = os.environ.get("HUB_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 UNDER_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# CM's answers, not the fallback defaults, unless a test sets a budget of its own: a loaded CI machine
+# can take longer than the 200 ms a channel is given (hubs the tests start as processes inherit it).
+os.environ.setdefault("HUB_NBA_BUDGET_MS", "10000")
 
 
 def _reachable(url: str) -> bool:

@@ -80,12 +80,13 @@ class Context:
     async def next_best_actions(
         self, request: DecisionRequest, path: list[str | int]
     ) -> list[NextBestAction]:
-        """NBAs, or none plus a SYSTEM_UNAVAILABLE error beside the data when CM cannot answer."""
+        """NBAs; when CM cannot answer, the default actions (marked fallback, maybe none) plus a
+        SYSTEM_UNAVAILABLE error beside the data."""
         try:
             return await self.nbas.load(request)
         except SystemUnavailable as exc:
             self.unavailable(exc, path)
-            return []
+            return self.wiring.decisions.fallback(request)
 
     def unavailable(self, exc: SystemUnavailable, path: list[str | int]) -> None:
         self.partial.append(GraphQLError(exc.message, path=path, extensions=exc.extensions))

@@ -54,7 +54,14 @@ class NextBestAction:
     priority: float
     score: float
     reason: str
-    decision_id: strawberry.ID
+    decision_id: strawberry.ID = strawberry.field(
+        description="CM's id of the decision; `fallback:<offerId>` for a default action."
+    )
+    fallback: bool = strawberry.field(
+        description="A configured default action (the mapping's decisions.fallback), answered because CM "
+        "did not decide within the hub's budget (HUB_NBA_BUDGET_MS) or could not answer; CM's late "
+        "answer is pushed to nextBestActions subscribers."
+    )
 
     @classmethod
     def of(cls, n: model.NextBestAction) -> NextBestAction:
@@ -66,6 +73,7 @@ class NextBestAction:
             score=n.score,
             reason=n.reason,
             decision_id=strawberry.ID(n.decision_id),
+            fallback=n.fallback,
         )
 
 

@@ -94,6 +94,16 @@ def check_references(mapping: HubMapping, located: Located) -> None:
         system(("flows", i, "destination"), flow.destination)
         if flow.source != HUB_SOURCE:
             system(("flows", i, "source"), flow.source)
+
+    offered: set[str] = set()
+    for i, action in enumerate(mapping.decisions.fallback):
+        if action.offer_id in offered:
+            problems.append(
+                located.problem(
+                    ("decisions", "fallback", i, "offer_id"), f"duplicate fallback offer {action.offer_id!r}"
+                )
+            )
+        offered.add(action.offer_id)
     if problems:
         raise MappingError(problems)
 

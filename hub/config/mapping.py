@@ -1,5 +1,6 @@
 """The deployment mapping (mappings/hub.yaml): systems and their field maps, roles, identity,
-survivorship and flows. Cross-references (roles, systems, fields) are checked in hub.config.checks."""
+survivorship, flows and the decisions' default actions. Cross-references (roles, systems, fields) are
+checked in hub.config.checks."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hub.config import transforms
-from hub.model import GOLDEN_ID
+from hub.model import GOLDEN_ID, Channel
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 PATH = re.compile(r"^[A-Za-z0-9_$@-]+(\.([A-Za-z0-9_$@-]+|\*))*$")
@@ -146,6 +147,24 @@ class Identity(Strict):
 Survivorship = list[str] | Literal["newest"]
 
 
+class FallbackAction(Strict):
+    """A default action: answered, marked fallback, when CM does not decide within the NBA budget."""
+
+    offer_id: str = Field(min_length=1, max_length=200, description="an offer in CM's catalog")
+    title: str = Field(min_length=1, max_length=500)
+    # The channels it may be offered in; every channel when absent.
+    channels: list[Channel] | None = Field(None, min_length=1)
+    priority: float = 0.0  # higher first; ties keep the order of the list
+
+    def fits(self, channel: Channel | None) -> bool:
+        return channel is None or self.channels is None or channel in self.channels
+
+
+class DecisionDefaults(Strict):
+    # Answered in CM's place when it has not decided within HUB_NBA_BUDGET_MS (or cannot answer).
+    fallback: list[FallbackAction] = Field(default_factory=list)
+
+
 class HubMapping(Strict):
     identity: Identity = Identity()
     # role (hub.roles.ROLES) -> the system that plays it, or a list for roles many may play
@@ -154,6 +173,7 @@ class HubMapping(Strict):
     # unified field -> systems in order of trust (the first with a value wins), or "newest"
     survivorship: dict[str, Survivorship] = Field(default_factory=dict)
     flows: list[Flow] = Field(default_factory=list)
+    decisions: DecisionDefaults = DecisionDefaults()
 
     @field_validator("systems")
     @classmethod

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # How long CM's answer for a customer is reused (CM's own learning snapshot is as old); a change of
     # the customer's CM data forgets it at once. 0 asks CM every time.
     decision_cache_seconds: float = 1.0
+    # How long an answer waits for CM's NBAs (ms); past it the mapping's default actions are answered
+    # (marked fallback) and CM's late decision is pushed to subscribers. 0 waits for CM (up to its timeout).
+    nba_budget_ms: float = 200.0
     cache_max_entries: int = 50_000
     # Whole answers kept at the edge (hub.api.answers), reused while their reads stay current; 0 = off.
     answer_cache_entries: int = 10_000

@@ -108,7 +108,7 @@ class EventService:
         try:
             nbas = await self._decisions.decide_one(request, pending=events)
         except SystemUnavailable as exc:
-            return Recorded(events, [], exc)
+            return Recorded(events, self._decisions.fallback(request), exc)  # the defaults, and the error
         return Recorded(events, nbas)
 
 

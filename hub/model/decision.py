@@ -24,6 +24,9 @@ class NextBestAction:
     score: float
     reason: str
     decision_id: str
+    # A configured default action, answered because the decision engine did not decide in time (or
+    # failed); CM's real decision follows to the subscribers when it arrives.
+    fallback: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -166,9 +166,15 @@ async def test_unexpected_errors_are_masked_and_coded(client, hub, caplog):
     assert "hunter2" in caplog.text  # operators still see it
 
 
+# The shipped mapping's default actions (mappings/hub.yaml `decisions.fallback`), in priority order.
+DEFAULT_ACTIONS = ["savings-plus", "app-download"]
+FALLBACK_IDS = [f"fallback:{o}" for o in DEFAULT_ACTIONS]
+
+
 async def test_a_failing_decision_engine_gives_partial_data_naming_it(client, hub, caplog):
     """CM down: contacts still start, events are still recorded, the view still answers; the NBAs are
-    empty with a SYSTEM_UNAVAILABLE error naming CM beside the data, never INTERNAL."""
+    the mapping's default actions, marked fallback, with a SYSTEM_UNAVAILABLE error naming CM beside the
+    data, never INTERNAL."""
     cm = hub.systems.one("decision_engine")
     real_decide = cm.decide
 
@@ -176,10 +182,16 @@ async def test_a_failing_decision_engine_gives_partial_data_naming_it(client, hu
         raise ConnectionError("cm at 10.0.0.7:5432 refused password=hunter2")
 
     cm.decide = down
-    body = await gql(client, START, {"input": {"channel": "WEBSITE", "identification": {"email": "nba@example.com"}}},
+    start = START.replace("decisionId }", "decisionId fallback }")
+    body = await gql(client, start, {"input": {"channel": "WEBSITE", "identification": {"email": "nba@example.com"}}},
                      ok=False)
     started = body["data"]["startContact"]
-    assert started["contact"]["id"] and started["nextBestActions"] == []
+    assert started["contact"]["id"]
+    nbas = started["nextBestActions"]
+    assert [n["offerId"] for n in nbas] == DEFAULT_ACTIONS
+    assert [n["decisionId"] for n in nbas] == FALLBACK_IDS
+    assert all(n["fallback"] is True and n["channel"] == "WEBSITE" and n["score"] == 0 for n in nbas)
+    assert all("'cm' is unavailable" in n["reason"] for n in nbas)
     assert [(e["extensions"]["code"], e["extensions"]["system"], e["path"]) for e in body["errors"]] == [
         ("SYSTEM_UNAVAILABLE", "cm", ["startContact", "nextBestActions"])]
     assert "hunter2" not in str(body) and "10.0.0.7" not in str(body)
@@ -205,12 +217,16 @@ async def test_a_failing_decision_engine_gives_partial_data_naming_it(client, hu
             'b: customer(id: $b) { nextBestActions(channel: EMAIL) { offerId } } }'
     body = await gql(client, query, {"a": started["customer"]["id"], "b": other["customer"]["id"]}, ok=False)
     assert calls == [2]
-    assert body["data"]["a"]["nextBestActions"] == [] and body["data"]["b"]["nextBestActions"] == []
-    assert {e["extensions"]["code"] for e in body["errors"]} == {"SYSTEM_UNAVAILABLE"}
+    assert [n["offerId"] for n in body["data"]["a"]["nextBestActions"]] == DEFAULT_ACTIONS
+    assert [n["offerId"] for n in body["data"]["b"]["nextBestActions"]] == DEFAULT_ACTIONS
+    assert sorted((e["extensions"]["code"], e["path"]) for e in body["errors"]) == [
+        ("SYSTEM_UNAVAILABLE", ["a", "nextBestActions"]), ("SYSTEM_UNAVAILABLE", ["b", "nextBestActions"])]
 
     cm.decide = real_decide
-    body = await gql(client, query, {"a": started["customer"]["id"], "b": other["customer"]["id"]})
+    body = await gql(client, query.replace("offerId", "offerId fallback"),
+                     {"a": started["customer"]["id"], "b": other["customer"]["id"]})
     assert body["a"]["nextBestActions"]
+    assert not any(n["fallback"] for n in body["a"]["nextBestActions"] + body["b"]["nextBestActions"])
 
 
 async def test_the_view_carries_the_newest_contacts_from_the_hub(client, hub):
