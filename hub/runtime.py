@@ -123,6 +123,7 @@ class Hub:
         self.feed = NbaFeed()
         self.outbox = Outbox(_patterns(mapping.flows))
         self.relay = OutboxRelay(self.engine, self.bus, batch=s.relay_batch, idle=s.relay_idle_seconds)
+        _route_relay(self.relay, mapping.flows)
         self.pacing = Pacing(lambda: self.relay.behind or self.bus.lagging(), s.pacing_max_wait_seconds)
         self.reactions = ChangeReactions(
             self.instance,
@@ -249,6 +250,7 @@ class Hub:
             if added:
                 await self.bus.declare(_routes(added))
                 self.outbox.patterns = _patterns(mapping.flows)
+            _route_relay(self.relay, mapping.flows)  # after the declare: the queues it packs for exist
             self.wiring = new
             self.scheduler.flows = mapping.flows
             if self._consume:
@@ -354,7 +356,19 @@ class FlowHandler:
 
 
 def _routes(flows: Iterable[Flow]) -> list[Route]:
-    return [Route(f.queue, tuple(f.events)) for f in flows]
+    """A realtime flow's queue is bound by its event types; a batch flow's queue gets its events in
+    packs from the relay, addressed to the queue itself (bindings are only ever added: a flow switched
+    from realtime to a batch mode keeps its type bindings, and its events come twice, applied once)."""
+    return [Route(f.queue, tuple(f.events) if f.mode is FlowMode.REALTIME else ()) for f in flows]
+
+
+def _route_relay(relay: OutboxRelay, flows: Iterable[Flow]) -> None:
+    flows = list(flows)
+    live = [p for f in flows if f.mode is FlowMode.REALTIME for p in f.events]
+    relay.route(
+        [*live, CUSTOMER_CHANGED],
+        [(f.queue, tuple(f.events)) for f in flows if f.mode is not FlowMode.REALTIME],
+    )
 
 
 def _patterns(flows: Iterable[Flow]) -> list[str]:

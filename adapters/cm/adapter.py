@@ -1,7 +1,8 @@
 """BuiltinCM: the built-in campaign-management system on the hub's own store.
 
 Ports: ProfileSource (segments, offerHistory, attributes; read by golden id), DecisionEngine (offers,
-decide in batches) and EventConsumer (contact events, customer.created / customer.updated).
+decide in batches) and EventConsumer (contact events, customer.created / customer.updated, and
+request.status: each request's latest status, which segment rules can count).
 
 Concurrency: `consume` runs in the caller's transaction and never commits. A profile row is written
 with optimistic concurrency (UPDATE ... WHERE version = :old; INSERT ... ON CONFLICT DO NOTHING when
@@ -23,6 +24,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.events import REQUEST_STATUS, RequestStatusData
 from hub.ports import (
     AdapterConfig,
     AdapterContext,
@@ -42,6 +44,7 @@ from hub.ports import (
     Record,
     Tx,
     dialect_insert,
+    read,
     read_contact_event,
     utcnow,
 )
@@ -214,6 +217,14 @@ class BuiltinCM:
                 return set()
             await self._write(tx, customer_id, new, version, now)
             return {customer_id}
+        if event.type == REQUEST_STATUS:
+            request = _read_request_status(event)
+            state, version = await self._locked(tx, request.customerId, now)
+            new = policy.apply_request_status(state, request)
+            if new.version == state.version:  # older than the status kept, or the same again
+                return set()
+            await self._write(tx, request.customerId, new, version, now)
+            return {request.customerId}
         return set()
 
     async def consume_batch(self, tx: Tx, events: Sequence[CloudEvent]) -> set[str]:
@@ -222,7 +233,7 @@ class BuiltinCM:
         counters summed per offer."""
         catalog = self.catalog
         now = self._clock()
-        parsed: list[tuple[str, ContactEvent | dict[str, Any]]] = []
+        parsed: list[tuple[str, ContactEvent | RequestStatusData | dict[str, Any]]] = []
         for event in events:
             if event.type in CONTACT_EVENT_TYPES:
                 contact = _read_contact_event(event)
@@ -231,6 +242,9 @@ class BuiltinCM:
                 customer_id, attributes = _read_customer_event(event)
                 if attributes:  # without any, nothing CM keeps
                     parsed.append((customer_id, attributes))
+            elif event.type == REQUEST_STATUS:
+                request = _read_request_status(event)
+                parsed.append((request.customerId, request))
         if not parsed:
             return set()
         locked = await self._locked_many(tx, sorted({cid for cid, _ in parsed}), now)
@@ -247,6 +261,9 @@ class BuiltinCM:
                     counts = learned.setdefault(item.offer_id or "", [0, 0])
                     counts[0] += shown
                     counts[1] += accepted
+            elif isinstance(item, RequestStatusData):
+                if not policy.request_status_in_place(states[cid], item):
+                    continue  # older than the status kept, or the same again
             elif not policy.attributes_in_place(states[cid], item):
                 continue
             changed.add(cid)
@@ -384,6 +401,13 @@ def _read_contact_event(event: CloudEvent) -> ContactEvent:
     except MalformedEvent as exc:
         raise PermanentError(str(exc)) from exc
     return _normalise(contact)
+
+
+def _read_request_status(event: CloudEvent) -> RequestStatusData:
+    try:
+        return read(event, RequestStatusData)
+    except MalformedEvent as exc:
+        raise PermanentError(str(exc)) from exc
 
 
 def _read_customer_event(event: CloudEvent) -> tuple[str, dict[str, Any]]:

@@ -10,6 +10,11 @@ Segment rules (`when`) are a tree:
 - `{field: <profile attribute>, <op>: value}` with exactly one op of eq, ne, in, gt, gte, lt, lte, exists
 - `{count: {event: <ContactEventType>, topic: <optional>, days: N}, <op>: value}` with exactly one op
   of eq, gt, gte, lt, lte: the number of such events in the last N days (today included).
+- `{requests: {kind: <RequestKind or list>, status: <RequestStatus or list>, days: N}, <op>: value}`
+  with exactly one op of eq, gt, gte, lt, lte: the number of the customer's requests (from
+  `request.status`, the latest status of each) of one of those kinds, whose latest status is one of
+  those, reached in the last N days (today included); each of kind, status and days is optional
+  (absent: any). E.g. an open complaint: `{requests: {kind: COMPLAINT, status: [OPEN, IN_PROGRESS]}, gte: 1}`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from hub.model import RequestKind, RequestStatus
 from hub.ports import Channel, ContactEventType, Located, MappingError, Problem, load_located, validate
 
 ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -100,8 +106,9 @@ class CountSpec(_Strict):
         return counter_key(self.event, self.topic)
 
 
-class CountRule(_Strict):
-    count: CountSpec
+class _Counted(_Strict):
+    """A rule that compares a number with exactly one op."""
+
     eq: int | None = None
     gt: int | None = None
     gte: int | None = None
@@ -109,12 +116,16 @@ class CountRule(_Strict):
     lte: int | None = None
 
     @model_validator(mode="after")
-    def _one_op(self) -> CountRule:
+    def _one_op(self) -> _Counted:
         given = [op for op in COUNT_OPS if op in self.model_fields_set]
         if len(given) != 1:
             ops = ", ".join(COUNT_OPS)
-            raise ValueError(f"a count rule needs exactly one of {ops} (got {given or 'none'})")
+            raise ValueError(f"a {self._what()} rule needs exactly one of {ops} (got {given or 'none'})")
         return self
+
+    @classmethod
+    def _what(cls) -> str:
+        return "count"
 
     @property
     def op(self) -> tuple[str, int]:
@@ -124,7 +135,32 @@ class CountRule(_Strict):
         raise AssertionError("validated rule without an op")
 
 
-_KINDS = ("all", "any", "not", "count", "field")
+class CountRule(_Counted):
+    count: CountSpec
+
+
+class RequestSpec(_Strict):
+    """Which of the customer's requests count: any of the kinds, any of the statuses (absent: any)."""
+
+    kind: list[RequestKind] | None = Field(None, min_length=1)
+    status: list[RequestStatus] | None = Field(None, min_length=1)
+    days: int | None = Field(None, gt=0, le=3660)  # the latest status reached in the last N days
+
+    @field_validator("kind", "status", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class RequestRule(_Counted):
+    requests: RequestSpec
+
+    @classmethod
+    def _what(cls) -> str:
+        return "requests"
+
+
+_KINDS = ("all", "any", "not", "count", "requests", "field")
 
 
 def _rule_kind(value: Any) -> str | None:
@@ -134,7 +170,7 @@ def _rule_kind(value: Any) -> str | None:
                 return f"rule({kind})"
         return None
     for kind, cls in (("all", AllRule), ("any", AnyRule), ("not", NotRule), ("count", CountRule),
-                      ("field", FieldRule)):
+                      ("requests", RequestRule), ("field", FieldRule)):
         if isinstance(value, cls):
             return f"rule({kind})"
     return None
@@ -146,11 +182,12 @@ Rule = Annotated[
     | Annotated[AnyRule, Tag("rule(any)")]
     | Annotated[NotRule, Tag("rule(not)")]
     | Annotated[CountRule, Tag("rule(count)")]
+    | Annotated[RequestRule, Tag("rule(requests)")]
     | Annotated[FieldRule, Tag("rule(field)")],
     Discriminator(
         _rule_kind,
         custom_error_type="rule",
-        custom_error_message="a rule needs one of the keys all, any, not, field, count",
+        custom_error_message="a rule needs one of the keys all, any, not, field, count, requests",
     ),
 ]
 

@@ -13,6 +13,9 @@ Arbitration score = priority x propensity x value x interest boost x later facto
 - later factor = the offer's `later_factor` while the customer's last response to it is LATER.
 
 Ties are broken by offer id. Counters are daily buckets updated per event, never recomputed.
+
+Requests (`request.status`, from the CRM): the state keeps each request's latest status by its `at`
+(an older one arriving late is ignored), for the newest MAX_REQUESTS requests; segment rules count them.
 """
 
 from __future__ import annotations
@@ -24,12 +27,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hub.events import RequestStatusData
 from hub.model import (
     Channel,
     ContactEvent,
     ContactEventType,
     NextBestAction,
     PropositionResponse,
+    RequestKind,
+    RequestStatus,
     Segment,
 )
 from hub_adapters.cm.catalog import (
@@ -40,6 +46,7 @@ from hub_adapters.cm.catalog import (
     FieldRule,
     NotRule,
     OfferSpec,
+    RequestRule,
     SegmentSpec,
     counter_key,
 )
@@ -51,6 +58,11 @@ INTEREST_STEP = 0.25
 INTEREST_CAP = 4
 INTEREST_EVENTS = (ContactEventType.INTEREST_SHOWN, ContactEventType.BANNER_CLICK)
 RECENT_EVENT_IDS = 100  # event ids remembered per customer, so an event is never applied twice
+MAX_REQUESTS = 50  # requests kept per customer: the newest by the time of their latest status
+# At the same `at`, the status later in a request's life wins (declaration order; then the kind's), so
+# the status kept never depends on the order statuses arrive in.
+_STATUS_RANK = {s: i for i, s in enumerate(RequestStatus)}
+_KIND_RANK = {k: i for i, k in enumerate(RequestKind)}
 
 Learning = Mapping[str, tuple[int, int]]  # offer id -> (shown, accepted), over all customers
 
@@ -117,6 +129,23 @@ class OfferState:
 
 
 @dataclass
+class RequestState:
+    """A customer request's latest status as the CRM reported it (`at`: when it got it, UTC)."""
+
+    kind: RequestKind
+    status: RequestStatus
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "status": self.status.value, "at": _iso(self.at)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RequestState:
+        at = _aware(datetime.fromisoformat(d["at"]))
+        return cls(RequestKind(d["kind"]), RequestStatus(d["status"]), at)
+
+
+@dataclass
 class CustomerState:
     """One customer as CM knows it; `to_dict()` is what the store keeps (JSON)."""
 
@@ -125,6 +154,7 @@ class CustomerState:
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     offers: dict[str, OfferState] = field(default_factory=dict)
     recent_events: list[str] = field(default_factory=list)
+    requests: dict[str, RequestState] = field(default_factory=dict)  # request id -> its latest status
     version: int = 0  # +1 per applied change; part of the decision id
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,6 +163,7 @@ class CustomerState:
             "counters": {k: dict(v) for k, v in self.counters.items()},
             "offers": {k: v.to_dict() for k, v in sorted(self.offers.items())},
             "recent_events": list(self.recent_events),
+            "requests": {k: v.to_dict() for k, v in sorted(self.requests.items())},
             "version": self.version,
         }
 
@@ -145,6 +176,7 @@ class CustomerState:
             counters={k: {day: int(n) for day, n in v.items()} for k, v in d.get("counters", {}).items()},
             offers={k: OfferState.from_dict(v) for k, v in d.get("offers", {}).items()},
             recent_events=list(d.get("recent_events", [])),
+            requests={k: RequestState.from_dict(v) for k, v in (d.get("requests") or {}).items()},
             version=int(d.get("version", 0)),
         )
 
@@ -262,6 +294,59 @@ def attributes_in_place(new: CustomerState, attributes: Mapping[str, Any]) -> bo
     return changed
 
 
+def apply_request_status(state: CustomerState, data: RequestStatusData) -> CustomerState:
+    """Return the state after one `request.status`; `state` is not changed. The version stays when
+    nothing changed: a status older than the one kept, the same status again, or a request older than
+    every one of the MAX_REQUESTS kept."""
+    new = copy.deepcopy(state)
+    request_status_in_place(new, data)
+    return new
+
+
+def request_status_in_place(new: CustomerState, data: RequestStatusData) -> bool:
+    """`apply_request_status` on a state the caller owns. False (and no new version) when nothing changed.
+
+    Per request the newest status by `at` wins (statuses come in daily batches, possibly out of order);
+    at the same `at` the one later in RequestStatus's order. Beyond MAX_REQUESTS requests the oldest (by
+    `at`, then id) is dropped; a request as old as that is not taken in at all, so it cannot come back.
+    Whatever order the statuses arrive in, the same ones are kept.
+    """
+    at = _aware(data.at).astimezone(UTC)
+    kept = new.requests.get(data.requestId)
+    if kept is not None:
+        if _precedence(at, data.status, data.kind) <= _precedence(kept.at, kept.status, kept.kind):
+            return False  # older than the status kept (a late arrival), or the same again
+    elif len(new.requests) >= MAX_REQUESTS and (at, data.requestId) < _oldest_request(new):
+        return False
+    new.requests[data.requestId] = RequestState(data.kind, data.status, at)
+    while len(new.requests) > MAX_REQUESTS:
+        del new.requests[_oldest_request(new)[1]]
+    new.version += 1
+    return True
+
+
+def _precedence(at: datetime, status: RequestStatus, kind: RequestKind) -> tuple[datetime, int, int]:
+    return at, _STATUS_RANK[status], _KIND_RANK[kind]
+
+
+def _oldest_request(state: CustomerState) -> tuple[datetime, str]:
+    """(at, id) of the request whose latest status is the oldest (ties: the smallest id)."""
+    return min((r.at, rid) for rid, r in state.requests.items())
+
+
+def count_requests(state: CustomerState, rule: RequestRule, now: datetime) -> int:
+    """How many of the customer's requests a `requests` rule counts."""
+    spec = rule.requests
+    first = (_aware(now).astimezone(UTC).date() - timedelta(days=spec.days - 1)) if spec.days else None
+    return sum(
+        1
+        for r in state.requests.values()
+        if (spec.kind is None or r.kind in spec.kind)
+        and (spec.status is None or r.status in spec.status)
+        and (first is None or r.at.astimezone(UTC).date() >= first)
+    )
+
+
 # --- segments --------------------------------------------------------------------------------------
 
 
@@ -305,6 +390,9 @@ def matches(rule: Any, state: CustomerState, now: datetime) -> bool:
     if isinstance(rule, CountRule):
         op, expected = rule.op
         return _compare(op, state.count(rule.count.key, rule.count.days, now), expected)
+    if isinstance(rule, RequestRule):
+        op, expected = rule.op
+        return _compare(op, count_requests(state, rule, now), expected)
     raise TypeError(f"not a segment rule: {rule!r}")
 
 
@@ -442,15 +530,19 @@ __all__ = [
     "INTEREST_CAP",
     "INTEREST_DAYS",
     "INTEREST_STEP",
+    "MAX_REQUESTS",
     "PRIOR_A",
     "PRIOR_B",
     "CustomerState",
     "Learning",
     "OfferState",
+    "RequestState",
     "apply_attributes",
     "apply_event",
     "apply_in_place",
+    "apply_request_status",
     "attributes_in_place",
+    "count_requests",
     "decision_id",
     "fatigued",
     "interest_boost",
@@ -458,5 +550,6 @@ __all__ = [
     "offer_history",
     "propensity",
     "rank",
+    "request_status_in_place",
     "segments_of",
 ]

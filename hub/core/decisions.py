@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
-from cachetools import LRUCache, TTLCache
+from cachetools import TTLCache
 
 from hub.config.mapping import FallbackAction
 from hub.core import reads
@@ -66,8 +66,8 @@ class Decisions:
         self._kept: TTLCache[str, dict[Slot, list[NextBestAction]]] = (
             self._cache if self._cache is not None else TTLCache(maxsize=max_entries, ttl=HANDOFF_SECONDS)
         )
-        # Bumped when a customer's CM data changes: an answer asked before then is not cached.
-        self._epochs: LRUCache[str, int] = LRUCache(maxsize=max_entries)
+        # Which customers changed while CM was asked about them: an answer asked before then is not kept.
+        self._watch = ChangeWatch()
         self._budget = budget
         self._fallback = sorted(fallback, key=lambda a: -a.priority)  # stable: ties keep mapping order
         self._notify = notify
@@ -76,7 +76,7 @@ class Decisions:
     def forget(self, customer_ids: Iterable[str]) -> None:
         """CM's data for these customers changed: their cached decisions are stale."""
         for cid in customer_ids:
-            self._epochs[cid] = self._epochs.get(cid, 0) + 1
+            self._watch.bump(cid)
             self._kept.pop(cid, None)
 
     async def offers(self) -> Sequence[Offer]:
@@ -101,32 +101,51 @@ class Decisions:
                     reads.note(kept, r.customer_id, entry)
         missing = [r for i, r in enumerate(requests) if i not in found]
         if missing:
-            epochs = {r.customer_id: self._epochs.get(r.customer_id, 0) for r in missing}
-            answer = await self._within_budget(missing, pending, epochs)
-            if answer is None:  # CM is still deciding: the default actions now, its answer later
-                reads.uncacheable()
-                why = f"system {self.system!r} did not answer within {self._budget * 1000:g} ms"
-                answer = [self._defaults(r, why) for r in missing]
-                log.info(
-                    "decision engine %s over the NBA budget: default actions for %d requests",
-                    self.system,
-                    len(missing),
-                )
-                cache = None
-            else:
-                cache = self._cache if not pending else None
-            fresh = iter(answer)
-            for i, r in enumerate(requests):
-                if i in found:
-                    continue
-                found[i] = next(fresh)
-                if cache is not None and self._epochs.get(r.customer_id, 0) == epochs[r.customer_id]:
-                    entry = cache.setdefault(r.customer_id, {})
-                    entry[(r.channel, r.limit)] = found[i]
-                    reads.note(cache, r.customer_id, entry)
-                else:
-                    reads.uncacheable()  # the customer changed while CM answered, or a fallback
+            asked = [r.customer_id for r in missing]
+            epochs = self._watch.watch(asked)
+            late = False
+            try:
+                answer = await self._within_budget(missing, pending, epochs)
+                late = answer is None
+                self._answered(requests, found, missing, answer, pending, epochs)
+            finally:
+                if not late:  # a late answer lets go when it lands
+                    self._watch.release(asked)
         return [found[i] for i in range(len(requests))]
+
+    def _answered(
+        self,
+        requests: Sequence[DecisionRequest],
+        found: dict[int, list[NextBestAction]],
+        missing: list[DecisionRequest],
+        answer: Answer | None,
+        pending: Sequence[ContactEvent],
+        epochs: dict[str, int],
+    ) -> None:
+        """Fill `found` with CM's answer (or the defaults when it is late), keeping what may be kept."""
+        if answer is None:  # CM is still deciding: the default actions now, its answer later
+            reads.uncacheable()
+            why = f"system {self.system!r} did not answer within {self._budget * 1000:g} ms"
+            answer = [self._defaults(r, why) for r in missing]
+            log.info(
+                "decision engine %s over the NBA budget: default actions for %d requests",
+                self.system,
+                len(missing),
+            )
+            cache = None
+        else:
+            cache = self._cache if not pending else None
+        fresh = iter(answer)
+        for i, r in enumerate(requests):
+            if i in found:
+                continue
+            found[i] = next(fresh)
+            if cache is not None and self._watch.epoch(r.customer_id) == epochs[r.customer_id]:
+                entry = cache.setdefault(r.customer_id, {})
+                entry[(r.channel, r.limit)] = found[i]
+                reads.note(cache, r.customer_id, entry)
+            else:
+                reads.uncacheable()  # the customer changed while CM answered, or a fallback
 
     async def decide_one(
         self, request: DecisionRequest, pending: Sequence[ContactEvent] = ()
@@ -175,6 +194,18 @@ class Decisions:
     ) -> None:
         """A decision that outlived the budget arrived: keep it as a timely one would be, and push it."""
         self._late.discard(task)
+        try:
+            self._land(task, missing, pending, epochs)
+        finally:
+            self._watch.release([r.customer_id for r in missing])
+
+    def _land(
+        self,
+        task: asyncio.Task[Answer],
+        missing: list[DecisionRequest],
+        pending: bool,
+        epochs: dict[str, int],
+    ) -> None:
         if task.cancelled():
             return
         exc = task.exception()
@@ -187,7 +218,7 @@ class Decisions:
             return
         changed: dict[str, None] = {}
         for r, nbas in zip(missing, task.result(), strict=True):
-            if self._epochs.get(r.customer_id, 0) != epochs[r.customer_id]:
+            if self._watch.epoch(r.customer_id) != epochs[r.customer_id]:
                 continue  # changed meanwhile: the change itself was pushed, and asks CM again
             # A new entry (a fresh TTL, and answers kept whole with the old one are stale).
             entry = dict(self._kept.get(r.customer_id) or {})
@@ -230,3 +261,36 @@ class Decisions:
 
     async def _call(self, what: str, awaitable: Awaitable[T]) -> T:
         return await call(self.system, self._timeout, what, awaitable)
+
+
+class ChangeWatch:
+    """Which customers' CM data changed while CM was being asked about them. A customer is watched only
+    while a question about them is out, so this holds as many entries as questions in flight, not one
+    per customer ever asked about."""
+
+    def __init__(self) -> None:
+        self._epochs: dict[str, int] = {}
+        self._watchers: dict[str, int] = {}
+
+    def watch(self, customer_ids: Sequence[str]) -> dict[str, int]:
+        """Start watching (once per id given; release the same list); their epochs now."""
+        for cid in customer_ids:
+            self._watchers[cid] = self._watchers.get(cid, 0) + 1
+            self._epochs.setdefault(cid, 0)
+        return {cid: self._epochs[cid] for cid in customer_ids}
+
+    def bump(self, customer_id: str) -> None:
+        if customer_id in self._epochs:
+            self._epochs[customer_id] += 1
+
+    def epoch(self, customer_id: str) -> int:
+        return self._epochs.get(customer_id, 0)
+
+    def release(self, customer_ids: Sequence[str]) -> None:
+        for cid in customer_ids:
+            left = self._watchers.get(cid, 0) - 1
+            if left > 0:
+                self._watchers[cid] = left
+            else:
+                self._watchers.pop(cid, None)
+                self._epochs.pop(cid, None)

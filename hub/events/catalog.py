@@ -15,7 +15,14 @@ from typing import Annotated, Any, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from hub.events.envelope import CloudEvent, MalformedEvent
-from hub.model import Channel, ContactEvent, ContactEventType, PropositionResponse
+from hub.model import (
+    Channel,
+    ContactEvent,
+    ContactEventType,
+    PropositionResponse,
+    RequestKind,
+    RequestStatus,
+)
 
 Id = str
 
@@ -76,6 +83,18 @@ class CustomerChanged(Payload):
     customerIds: list[Id]
 
 
+class RequestStatusData(Payload):
+    """A customer request's status as the CRM reports it. The CloudEvent's subject is the customer id,
+    its correlationid the request id; `at` is when the request got this status (the newest wins)."""
+
+    requestId: Id = Field(min_length=1, max_length=40)
+    customerId: Id = Field(min_length=1, max_length=40)
+    kind: RequestKind
+    status: RequestStatus
+    at: UTCTime
+    note: str | None = Field(default=None, max_length=500)
+
+
 @dataclass(frozen=True, slots=True)
 class EventType:
     type: str  # the CloudEvent type, which is the routing key
@@ -89,6 +108,7 @@ CONTACT_ENDED = "contact.ended"
 CUSTOMER_CREATED = "customer.created"
 CUSTOMER_UPDATED = "customer.updated"
 CUSTOMER_CHANGED = "hub.customer.changed"
+REQUEST_STATUS = "request.status"
 
 # A contact event's kind -> its CloudEvent type.
 CONTACT_EVENT_TYPES: dict[ContactEventType, str] = {
@@ -113,6 +133,7 @@ CATALOG: dict[str, EventType] = {
         EventType(
             CUSTOMER_CHANGED, "hub", CustomerChanged, "A system's data changed for customers (cache, pushes)."
         ),
+        EventType(REQUEST_STATUS, "request", RequestStatusData, "A customer request's status, from the CRM."),
     )
 }
 

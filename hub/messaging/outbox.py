@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -91,6 +92,7 @@ class OutboxRelay:
         # A full round went out and more may wait: the relay is behind the writers (not stuck: a round
         # that fails clears it, so an outage never holds back the API, it only delays publishing).
         self.behind = False
+        self.route(("#",), ())
 
     def wake(self) -> None:
         self._wake.set()
@@ -131,6 +133,46 @@ class OutboxRelay:
             await wait_event(self._wake, self._idle)
             self._wake.clear()
 
+    def route(self, live: Sequence[str], batches: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """What the relay publishes how: an event one of the `live` patterns matches (a realtime flow,
+        a broadcast listener) goes to the events exchange on its own, routed by its type; an event of a
+        batch flow (queue, patterns) goes into that round's pack for the flow's queue. Replaced whole
+        on a mapping reload; an event matching neither is published on its own (and is unroutable)."""
+        self._live = tuple(live)
+        self._batches = tuple((queue, tuple(patterns)) for queue, patterns in batches)
+
+    async def _publish(self, rows: Sequence[Any]) -> list[BusError | None]:
+        """Publish a round: the events on their own, all in flight at once, and one pack per batch flow.
+        Per row, what became of it (None: every publish it needed was confirmed)."""
+        live, batches = self._live, self._batches
+        alone: list[Any] = []
+        packs: dict[str, list[Any]] = {}
+        for row in rows:
+            targets = [q for q, patterns in batches if any(topic_matches(p, row.type) for p in patterns)]
+            for queue in targets:
+                packs.setdefault(queue, []).append(row)
+            if not targets or any(topic_matches(p, row.type) for p in live):
+                alone.append(row)
+        outcome: dict[int, BusError | None] = {row.seq: None for row in rows}
+
+        async def send_pack(queue: str, packed: list[Any]) -> BusError | None:
+            try:
+                await self._bus.publish_pack(queue, [r.body for r in packed], f"pack:{queue}:{packed[0].seq}")
+            except BusError as exc:
+                return exc
+            return None
+
+        singles, pack_results = await asyncio.gather(
+            self._bus.publish_many([CloudEvent.from_json(row.body) for row in alone]),
+            asyncio.gather(*(send_pack(queue, packed) for queue, packed in packs.items())),
+        )
+        for row, result in zip(alone, singles, strict=True):
+            outcome[row.seq] = result
+        for packed, result in zip(packs.values(), pack_results, strict=True):
+            for row in packed:
+                outcome[row.seq] = _worse(outcome[row.seq], result)
+        return [outcome[row.seq] for row in rows]
+
     async def relay_once(self) -> int:
         """Publish one batch of unsent events in order; returns how many were handled."""
         async with self._engine.begin() as tx:
@@ -153,9 +195,7 @@ class OutboxRelay:
             done: list[int] = []
             unroutable: dict[int, str] = {}
             failure: BusError | None = None
-            # The whole round in flight at once, confirmed per event.
-            outcomes = await self._bus.publish_many([CloudEvent.from_json(row.body) for row in rows])
-            for row, outcome in zip(rows, outcomes, strict=True):
+            for row, outcome in zip(rows, await self._publish(rows), strict=True):
                 if isinstance(outcome, Unroutable):
                     # A type no flow subscribes to: record it for operators, don't block the rest.
                     unroutable[row.seq] = f"unroutable: {outcome}"
@@ -181,3 +221,11 @@ class OutboxRelay:
         if failure is not None:
             raise failure
         return len(done)
+
+
+def _worse(a: BusError | None, b: BusError | None) -> BusError | None:
+    """Of two outcomes for one event, the one that decides it: not sent beats unroutable beats sent."""
+    for outcome in (a, b):
+        if outcome is not None and not isinstance(outcome, Unroutable):
+            return outcome
+    return a or b

@@ -20,6 +20,7 @@ from hub.model.customer import (
     shape_of,
 )
 from hub.model.decision import DecisionRequest, NextBestAction, Offer
+from hub.model.request import RequestKind, RequestStatus
 
 __all__ = [
     "ATTRIBUTE_PREFIX",
@@ -41,6 +42,8 @@ __all__ = [
     "Offer",
     "OfferHistory",
     "PropositionResponse",
+    "RequestKind",
+    "RequestStatus",
     "Segment",
     "Shape",
     "is_golden_id",

@@ -349,3 +349,40 @@ async def test_publish_many_tells_each_event_what_became_of_it(bus):
     got = Recorder()
     assert await bus.drain("cm", got) == 2
     assert got.ids == [sent[0].id, sent[2].id]
+
+
+async def test_a_pack_is_one_message_whose_events_come_in_order(bus):
+    await bus.declare([Route("daily", ())])  # a batch flow's queue: no bindings, packs come addressed
+    sent = [event("request.status", n=i) for i in range(12)]
+    await bus.publish_pack("daily", [e.to_json() for e in sent], "pack:daily:1")
+    assert {q.queue: q.depth for q in await bus.stats()}["daily"] == 1
+    alone = Recorder()
+    assert await bus.drain("daily", alone) == 12  # events, not messages
+    assert alone.ids == [e.id for e in sent]
+    await bus.publish_pack("daily", [e.to_json() for e in sent], "pack:daily:2")
+    together = BatchRecorder()
+    await bus.consume("daily", together)
+    await eventually(lambda: len(together.events) == 12)
+    assert together.batches == [[e.id for e in sent]]
+
+
+async def test_a_pack_with_a_bad_event_applies_the_rest_and_dies_whole_for_replay(bus):
+    await bus.declare([Route("daily", ())])
+    sent = [event("request.status", n=i) for i in range(5)]
+    bad = sent[2].id
+    failing = {bad}
+
+    def fail(e, _attempt):
+        return PermanentError("cannot be applied") if e.id in failing else None
+
+    await bus.publish_pack("daily", [e.to_json() for e in sent], "pack:daily:9")
+    got = BatchRecorder(fail=fail)
+    assert await bus.drain("daily", got) == 0  # the pack did not go through whole
+    assert got.ids == [e.id for e in sent if e.id != bad]  # ... but every event that could, did
+    letters = await eventually(lambda: bus.dead_letters("daily"))
+    assert [d.id for d in letters] == ["pack:daily:9"] and "cannot be applied" in letters[0].reason
+    failing.clear()  # mended: the replayed pack goes through
+    assert await bus.replay() == 1
+    again = Recorder()
+    assert await bus.drain("daily", again) == 5
+    assert again.ids == [e.id for e in sent]  # all of it again: the idempotent consumer skips the rest

@@ -65,7 +65,8 @@ async def test_daily_flow_waits_for_its_time_then_switch_to_realtime(tmp_path, r
     flow = hub.flow("contact-events-to-cm")
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).replace(hour=3, minute=0)
     hub.scheduler._clock = lambda: tomorrow
-    assert (await hub.scheduler.run_due()) == {"contact-events-to-cm": 1}
+    # (the shipped request-status flow is daily too: due as well, with nothing waiting)
+    assert (await hub.scheduler.run_due()) == {"contact-events-to-cm": 1, "request-status-to-cm": 0}
     assert (await hub.scheduler.run_due()) == {}, "the same due time is not run twice"
     hub.cache.invalidate([customer], ["cm"])
     assert await shown(client, customer) == {offer: 1}
@@ -79,3 +80,18 @@ async def test_daily_flow_waits_for_its_time_then_switch_to_realtime(tmp_path, r
     hub, client = await running(with_mode(tmp_path, "realtime"))
     await hub.settle()
     assert await shown(client, customer) == {offer: 3}, "nothing lost, nothing doubled"
+
+
+async def test_a_batch_flow_takes_its_events_in_packs(tmp_path, running):
+    hub, client = await running(with_mode(tmp_path, "daily"))
+    start = await start_contact(client, email="packs@example.com")
+    offer = start["nextBestActions"][0]["offerId"]
+    contact, customer = start["contact"]["id"], start["customer"]["id"]
+    shown_once = {"type": "PROPOSITION_SHOWN", "offerId": offer}
+    await gql(client, RECORD, {"contactId": contact, "events": [shown_once] * 25})  # one transaction
+    await hub.settle()
+    depth = {q.queue: q.depth for q in await hub.bus.stats()}
+    assert depth["flow.contact-events-to-cm"] == 1, "25 events of one relay round are one message"
+    assert await hub.scheduler.deliver(hub.flow("contact-events-to-cm")) == 25
+    hub.cache.invalidate([customer], ["cm"])
+    assert await shown(client, customer) == {offer: 25}

@@ -1,23 +1,42 @@
-"""BuiltinCM on a temp SQLite store: consume in a transaction, fetch, decide with pending events."""
+"""BuiltinCM on a temp SQLite store (and PostgreSQL where the engine matters): consume in a transaction,
+fetch, decide with pending events."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.config import Settings
 from hub.config.loader import MappingError
-from hub.events import CONTACT_EVENT_TYPES, CloudEvent, contact_event_data
+from hub.events import (
+    CONTACT_EVENT_TYPES,
+    REQUEST_STATUS,
+    CloudEvent,
+    RequestStatusData,
+    contact_event_data,
+    make,
+)
 from hub.messaging.bus.base import PermanentError
-from hub.model import Channel, ContactEvent, ContactEventType, DecisionRequest, PropositionResponse
+from hub.model import (
+    Channel,
+    ContactEvent,
+    ContactEventType,
+    DecisionRequest,
+    PropositionResponse,
+    RequestKind,
+    RequestStatus,
+)
 from hub.ports import AdapterContext, DecisionEngine, EventConsumer, ProfileSource
 from hub.store.db import create_engine
 from hub_adapters.cm import BuiltinCM, ConcurrentUpdate
 from hub_adapters.cm.tables import cm_offer_learning, cm_profiles, metadata
+from tests.conftest import fresh_postgres_database
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 _ids = count(1)
@@ -202,6 +221,12 @@ async def test_learning_from_all_customers_changes_the_ranking(engine, cm):
             "occurredAt": "yesterday"}),
         CloudEvent(type="customer.updated", source="t", data={"customerId": "c1", "attributes": ["gold"]}),
         CloudEvent(type="customer.created", source="t", data={"name": "no id"}),
+        CloudEvent(type="request.status", source="t", data={
+            "requestId": "r1", "customerId": "c1", "kind": "COMPLAINT", "status": "DONE",
+            "at": "2026-03-10T12:00:00+00:00", "note": None}),
+        CloudEvent(type="request.status", source="t", data={
+            "customerId": "c1", "kind": "COMPLAINT", "status": "OPEN", "at": "2026-03-10T12:00:00+00:00"}),
+        CloudEvent(type="request.status", source="t", data={"x": 1}),
     ],
 )
 async def test_malformed_payload_is_permanent(engine, cm, cloud_event):
@@ -213,7 +238,9 @@ async def test_malformed_payload_is_permanent(engine, cm, cloud_event):
 
 
 async def test_other_event_types_are_ignored(engine, cm):
-    assert await consume(engine, cm, CloudEvent(type="request.status", source="t", data={"x": 1})) == set()
+    assert await consume(engine, cm, CloudEvent(type="lead.created", source="t", data={"x": 1})) == set()
+    async with engine.begin() as tx:
+        assert await cm.consume_batch(tx, [CloudEvent(type="lead.created", source="t", data={})]) == set()
 
 
 async def test_version_guard_raises_when_the_row_was_changed_unlocked(engine, cm, monkeypatch):
@@ -308,3 +335,143 @@ async def test_two_processes_consume_concurrently_on_postgres(postgres_url):
     finally:
         for engine in engines:
             await engine.dispose()
+
+
+# --- request.status, on SQLite and PostgreSQL -------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db(request, tmp_path) -> AsyncIterator[AsyncEngine]:
+    """A migrated store: a SQLite file, or a fresh PostgreSQL database."""
+    from hub.registry import installed_components
+    from hub.store.db import migrate
+
+    async def migrated(url: str) -> AsyncEngine:
+        engine = create_engine(url)
+        await migrate(engine, installed_components())
+        return engine
+
+    if request.param == "sqlite":
+        engine = await migrated(f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}")
+        yield engine
+        await engine.dispose()
+        return
+    async with fresh_postgres_database() as url:
+        engine = await migrated(url)
+        yield engine
+        await engine.dispose()
+
+
+@pytest.fixture
+async def cm_db(db) -> AsyncIterator[BuiltinCM]:
+    adapter = BuiltinCM(AdapterContext(system="cm", settings=Settings(), engine=db), clock=lambda: NOW)
+    await adapter.start()
+    yield adapter
+    await adapter.close()
+
+
+def request_status(customer: str, request_id: str, status: RequestStatus, at: datetime,
+                   kind: RequestKind = RequestKind.COMPLAINT) -> CloudEvent:
+    """As the CRM sends it: subject = the customer, correlationid = the request."""
+    data = RequestStatusData(requestId=request_id, customerId=customer, kind=kind, status=status, at=at,
+                             note=None)
+    return make(REQUEST_STATUS, data, source="test", subject=customer, correlationid=request_id,
+                id=f"ev{next(_ids)}")
+
+
+def mixed_events() -> list[CloudEvent]:
+    day, hour = timedelta(days=1), timedelta(hours=1)
+    first = request_status("c1", "r1", RequestStatus.OPEN, NOW - 3 * day)
+    events = [
+        customer_event("c1", {"tier": "gold"}),
+        first,
+        cloud(contact(ContactEventType.INTEREST_SHOWN, customer="c1", topic="mortgage")),
+        request_status("c1", "r1", RequestStatus.COMPLETED, NOW - day),
+        request_status("c1", "r1", RequestStatus.IN_PROGRESS, NOW - 2 * day),  # late: ignored
+        request_status("c2", "q1", RequestStatus.OPEN, NOW - 5 * hour, RequestKind.QUOTE),
+        request_status("c2", "r2", RequestStatus.WAITING_FOR_CUSTOMER, NOW - 4 * hour),
+        first,  # redelivered
+    ]
+    # 55 requests of one customer, newest first: the 5 oldest are never kept.
+    events += [request_status("c3", f"x{i:02}", RequestStatus.OPEN, NOW - timedelta(minutes=i)) for i in range(55)]
+    return events
+
+
+async def profiles(engine: AsyncEngine) -> dict[str, tuple[int, dict]]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(cm_profiles.c.customer_id, cm_profiles.c.version, cm_profiles.c.state)))
+        return {r.customer_id: (r.version, r.state) for r in rows}
+
+
+async def forget(engine: AsyncEngine) -> None:
+    async with engine.begin() as tx:
+        await tx.execute(delete(cm_profiles))
+        await tx.execute(delete(cm_offer_learning))
+
+
+async def test_consume_and_consume_batch_keep_the_same_request_statuses(db, cm_db):
+    events = mixed_events()
+    one_by_one: set[str] = set()
+    async with db.begin() as tx:
+        for e in events:
+            one_by_one |= await cm_db.consume(tx, e)
+    expected = await profiles(db)
+    assert one_by_one == {"c1", "c2", "c3"}
+
+    # What CM keeps: the newest status per request, the newest 50 requests, a version per change.
+    version, state = expected["c1"]
+    assert state["requests"] == {"r1": {"kind": "COMPLAINT", "status": "COMPLETED",
+                                        "at": (NOW - timedelta(days=1)).isoformat()}}
+    assert version == state["version"] == 4  # attributes, r1 OPEN, the interest, r1 COMPLETED
+    version, state = expected["c2"]
+    assert {k: v["status"] for k, v in state["requests"].items()} == {"q1": "OPEN", "r2": "WAITING_FOR_CUSTOMER"}
+    assert state["requests"]["q1"]["kind"] == "QUOTE" and version == 2
+    version, state = expected["c3"]
+    assert sorted(state["requests"]) == [f"x{i:02}" for i in range(50)] and version == 50
+
+    for size in (len(events), 4, 1):  # one batch for the lot, several, one event each
+        await forget(db)
+        batched: set[str] = set()
+        for start in range(0, len(events), size):
+            async with db.begin() as tx:
+                batched |= await cm_db.consume_batch(tx, events[start:start + size])
+        assert batched == one_by_one, size
+        assert await profiles(db) == expected, size
+
+
+async def test_the_same_request_status_twice_changes_nothing(db, cm_db):
+    opened = request_status("c1", "r1", RequestStatus.OPEN, NOW - timedelta(hours=2))
+    assert await consume(db, cm_db, opened) == {"c1"}
+    assert await consume(db, cm_db, opened) == set()
+    async with db.begin() as tx:
+        assert await cm_db.consume_batch(tx, [opened, opened]) == set()
+    assert (await profiles(db))["c1"][0] == 1
+    # Newer wins, older is ignored, in one batch whatever the order.
+    newer = request_status("c1", "r1", RequestStatus.IN_PROGRESS, NOW - timedelta(hours=1))
+    older = request_status("c1", "r1", RequestStatus.CANCELLED, NOW - timedelta(hours=3))
+    async with db.begin() as tx:
+        assert await cm_db.consume_batch(tx, [newer, older]) == {"c1"}
+    assert await consume(db, cm_db, older) == set()
+    assert await consume(db, cm_db, newer) == set()
+    version, state = (await profiles(db))["c1"]
+    assert version == 2 and state["requests"]["r1"]["status"] == "IN_PROGRESS"
+
+
+async def test_an_open_complaint_is_a_segment(db, cm_db):
+    await consume(db, cm_db, request_status("c1", "r1", RequestStatus.OPEN, NOW - timedelta(days=1)))
+    assert "open-complaint" in {s["id"] for s in (await cm_db.fetch(["c1"]))["c1"]["segments"]}
+    await consume(db, cm_db, request_status("c1", "r1", RequestStatus.COMPLETED, NOW))
+    assert "open-complaint" not in {s["id"] for s in (await cm_db.fetch(["c1"]))["c1"]["segments"]}
+    # A status is not an attribute or an offer: the rest of the profile is untouched.
+    profile = (await cm_db.fetch(["c1"]))["c1"]
+    assert profile["attributes"] == {} and profile["offerHistory"] == []
+
+
+async def test_a_malformed_request_status_in_a_batch_is_permanent_and_writes_nothing(db, cm_db):
+    good = request_status("c1", "r1", RequestStatus.OPEN, NOW)
+    bad = CloudEvent(type=REQUEST_STATUS, source="t", data={**good.data, "kind": "PRAISE"})
+    with pytest.raises(PermanentError) as info:
+        async with db.begin() as tx:
+            await cm_db.consume_batch(tx, [good, bad])
+    assert bad.id in str(info.value) and "data.kind" in str(info.value)
+    assert await profiles(db) == {}

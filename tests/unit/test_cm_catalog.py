@@ -9,8 +9,8 @@ import pytest
 
 from hub.config import SHIPPED_MAPPINGS
 from hub.config.loader import MappingError
-from hub.model import Channel
-from hub_adapters.cm.catalog import CountRule, load_catalog, parse_catalog, walk_rules
+from hub.model import Channel, RequestKind, RequestStatus
+from hub_adapters.cm.catalog import CountRule, RequestRule, load_catalog, parse_catalog, walk_rules
 
 SEGMENTS = """\
 segments:
@@ -124,3 +124,66 @@ def test_missing_file_is_reported(tmp_path: Path):
         load_catalog(tmp_path)
     assert {p.file for p in info.value.problems} == {str(tmp_path / "cm/offers.yaml"),
                                                      str(tmp_path / "cm/segments.yaml")}
+
+
+def test_requests_rules_load_with_one_value_or_a_list():
+    segments = """\
+    segments:
+      - id: s
+        name: S
+        when:
+          all:
+            - {requests: {kind: COMPLAINT, status: [OPEN, IN_PROGRESS]}, gte: 1}
+            - {requests: {kind: [QUOTE, SERVICE], status: COMPLETED, days: 30}, lt: 3}
+            - {requests: {}, eq: 0}
+    """
+    c = parse_catalog("o.yaml", "s.yaml", offers_text=OFFERS.replace("[gold]", "[]"),
+                      segments_text=textwrap.dedent(segments))
+    first, second, third = c.segments[0].when.all
+    assert isinstance(first, RequestRule) and first.op == ("gte", 1)
+    assert first.requests.kind == [RequestKind.COMPLAINT]
+    assert first.requests.status == [RequestStatus.OPEN, RequestStatus.IN_PROGRESS]
+    assert first.requests.days is None
+    assert second.requests.kind == [RequestKind.QUOTE, RequestKind.SERVICE]
+    assert second.requests.status == [RequestStatus.COMPLETED] and second.requests.days == 30
+    assert second.op == ("lt", 3)
+    assert third.requests.kind is None and third.requests.status is None and third.op == ("eq", 0)
+
+
+def test_bad_requests_rules_point_at_the_rule():
+    segments = """\
+    segments:
+      - id: s
+        name: S
+        when:
+          any:
+            - {requests: {kind: COMPLAINT, status: [OPEN, DONE]}, gte: 1}
+            - {requests: {kind: PRAISE}, gte: 1}
+            - {requests: {kind: COMPLAINT}}
+            - {requests: {kind: COMPLAINT, state: OPEN}, gte: 1}
+            - {requests: {days: 0}, gte: 1}
+            - {requests: {status: []}, gte: 1}
+            - {requests: {kind: COMPLAINT}, gte: 1}
+    """
+    found = problems(OFFERS.replace("[gold]", "[]"), segments)
+    by_field = {p[2]: (p[0], p[1], p[3]) for p in found}
+    assert by_field["segments[0].when.any[0].requests.status[1]"][:2] == ("cm/segments.yaml", 6)
+    assert "OPEN" in by_field["segments[0].when.any[0].requests.status[1]"][2]  # names the statuses
+    assert by_field["segments[0].when.any[1].requests.kind[0]"][1] == 7
+    assert by_field["segments[0].when.any[2]"][1] == 8
+    assert "a requests rule needs exactly one of eq, gt, gte, lt, lte (got none)" in by_field[
+        "segments[0].when.any[2]"][2]
+    assert by_field["segments[0].when.any[3].requests.state"][1:] == (9, "Extra inputs are not permitted")
+    assert by_field["segments[0].when.any[4].requests.days"][1] == 10
+    assert by_field["segments[0].when.any[5].requests.status"][1] == 11
+    assert len(found) == 6  # the last rule is fine
+
+
+def test_the_shipped_open_complaint_segment():
+    catalog = load_catalog(SHIPPED_MAPPINGS)
+    (segment,) = [s for s in catalog.segments if s.id == "open-complaint"]
+    assert isinstance(segment.when, RequestRule)
+    assert segment.when.requests.kind == [RequestKind.COMPLAINT]
+    assert RequestStatus.COMPLETED not in (segment.when.requests.status or [])
+    # It is an example: no offer refers to it, so the demo's NBAs do not depend on it.
+    assert all("open-complaint" not in o.eligibility.segments + o.eligibility.exclude for o in catalog.offers)

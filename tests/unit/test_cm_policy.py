@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime, timedelta
+import random
+from datetime import UTC, datetime, timedelta, timezone
 from itertools import count
 
 import pytest
 
-from hub.model import Channel, ContactEvent, ContactEventType, PropositionResponse
+from hub.events import RequestStatusData
+from hub.model import Channel, ContactEvent, ContactEventType, PropositionResponse, RequestKind, RequestStatus
 from hub_adapters.cm.catalog import Catalog, parse_catalog
 from hub_adapters.cm.policy import (
+    MAX_REQUESTS,
     CustomerState,
+    RequestState,
     apply_attributes,
     apply_event,
+    apply_request_status,
     decision_id,
     propensity,
     rank,
+    request_status_in_place,
     segments_of,
 )
 
@@ -42,6 +48,21 @@ segments:
         - count: {event: BANNER_CLICK, days: 7}
           gte: 2
         - not: {field: tier, in: [gold]}
+  - id: open-complaint
+    name: Open complaint
+    when:
+      requests: {kind: COMPLAINT, status: [OPEN, IN_PROGRESS, WAITING_FOR_CUSTOMER]}
+      gte: 1
+  - id: recent-quotes
+    name: Two quotes settled this week
+    when:
+      requests: {kind: [QUOTE], status: [COMPLETED, REJECTED], days: 7}
+      gte: 2
+  - id: no-requests
+    name: No requests
+    when:
+      requests: {}
+      eq: 0
 """
 
 OFFERS = """
@@ -296,3 +317,132 @@ def test_same_event_is_applied_once_and_state_round_trips(catalog):
     back = CustomerState.from_dict(s.to_dict())
     assert back == s
     assert back.offers["savings"].last_shown_at == NOW
+
+
+# --- request.status --------------------------------------------------------------------------------
+
+
+def status(request_id: str, st: RequestStatus, at: datetime = NOW,
+           kind: RequestKind = RequestKind.COMPLAINT) -> RequestStatusData:
+    return RequestStatusData(requestId=request_id, customerId="c1", kind=kind, status=st, at=at, note=None)
+
+
+def kept(state: CustomerState) -> dict[str, tuple[str, str, datetime]]:
+    return {rid: (r.kind.value, r.status.value, r.at) for rid, r in state.requests.items()}
+
+
+def test_request_status_newest_wins_and_an_older_one_is_ignored():
+    s0 = CustomerState()
+    s1 = apply_request_status(s0, status("r1", RequestStatus.OPEN, NOW - timedelta(days=2)))
+    assert s0.requests == {} and s0.version == 0  # the input is not changed
+    assert kept(s1) == {"r1": ("COMPLAINT", "OPEN", NOW - timedelta(days=2))} and s1.version == 1
+    s2 = apply_request_status(s1, status("r1", RequestStatus.COMPLETED, NOW))
+    assert kept(s2)["r1"] == ("COMPLAINT", "COMPLETED", NOW) and s2.version == 2
+    # Yesterday's IN_PROGRESS arrives after today's COMPLETED (daily batches, out of order): ignored.
+    s3 = apply_request_status(s2, status("r1", RequestStatus.IN_PROGRESS, NOW - timedelta(days=1)))
+    assert kept(s3) == kept(s2) and s3.version == 2
+    # The same status again (a redelivery): nothing changes, no new version.
+    s4 = apply_request_status(s3, status("r1", RequestStatus.COMPLETED, NOW))
+    assert kept(s4) == kept(s2) and s4.version == 2
+    # The same moment in another zone is the same moment.
+    other_zone = NOW.astimezone(timezone(timedelta(hours=2)))
+    assert apply_request_status(s4, status("r1", RequestStatus.COMPLETED, other_zone)).version == 2
+    # At the same `at`, the status later in a request's life wins, whichever arrives first.
+    s5 = apply_request_status(s4, status("r1", RequestStatus.REJECTED, NOW))
+    assert kept(s5)["r1"][1] == "REJECTED" and s5.version == 3
+    assert apply_request_status(s5, status("r1", RequestStatus.COMPLETED, NOW)).version == 3
+    assert apply_request_status(s5, status("r1", RequestStatus.CANCELLED, NOW)).requests["r1"].status \
+        is RequestStatus.CANCELLED
+    # Another request of the customer is kept beside it.
+    s6 = apply_request_status(s5, status("q1", RequestStatus.OPEN, NOW, RequestKind.QUOTE))
+    assert set(kept(s6)) == {"r1", "q1"} and s6.version == 4
+
+
+def test_request_status_in_place_says_whether_it_changed():
+    s = CustomerState()
+    assert request_status_in_place(s, status("r1", RequestStatus.OPEN, NOW)) is True
+    assert request_status_in_place(s, status("r1", RequestStatus.OPEN, NOW)) is False
+    assert request_status_in_place(s, status("r1", RequestStatus.CANCELLED, NOW - timedelta(seconds=1))) is False
+    assert s.version == 1 and s.requests["r1"].status is RequestStatus.OPEN
+
+
+def test_at_most_the_newest_requests_are_kept():
+    s = CustomerState()
+    for i in range(MAX_REQUESTS + 5):  # r0 oldest ... r54 newest
+        s = apply_request_status(s, status(f"r{i}", RequestStatus.OPEN, NOW - timedelta(hours=100 - i)))
+    assert len(s.requests) == MAX_REQUESTS == 50
+    assert set(s.requests) == {f"r{i}" for i in range(5, 55)}
+    assert s.version == 55
+    # A request older than every one kept would be dropped at once: not taken in, no new version.
+    old = apply_request_status(s, status("ancient", RequestStatus.OPEN, NOW - timedelta(days=30)))
+    assert "ancient" not in old.requests and old.version == s.version
+    # A dropped request's old status arriving again does not bring it back.
+    again = apply_request_status(s, status("r0", RequestStatus.COMPLETED, NOW - timedelta(hours=100)))
+    assert "r0" not in again.requests and again.version == s.version
+    # A new status for a kept request moves it up: nothing is dropped.
+    moved = apply_request_status(s, status("r5", RequestStatus.COMPLETED, NOW))
+    assert len(moved.requests) == 50 and "r5" in moved.requests and moved.version == s.version + 1
+    # A new request drops the oldest one (r5 until it moved, else r6).
+    newer = apply_request_status(s, status("new", RequestStatus.OPEN, NOW))
+    assert len(newer.requests) == 50 and "new" in newer.requests and "r5" not in newer.requests
+    newer = apply_request_status(moved, status("new", RequestStatus.OPEN, NOW))
+    assert "r5" in newer.requests and "r6" not in newer.requests
+
+
+def test_the_requests_kept_do_not_depend_on_arrival_order():
+    """Two statuses for each of 70 requests, shuffled: the same 50 requests with their newest statuses
+    as when they arrive in time order."""
+    statuses = []
+    for i in range(70):
+        opened = NOW - timedelta(days=10, minutes=7 * i)
+        statuses.append(status(f"r{i:02}", RequestStatus.OPEN, opened))
+        statuses.append(status(f"r{i:02}", RequestStatus.COMPLETED, opened + timedelta(hours=i % 13)))
+    in_order = CustomerState()
+    for st in sorted(statuses, key=lambda x: x.at):
+        request_status_in_place(in_order, st)
+    assert len(in_order.requests) == 50
+    assert all(r.status is RequestStatus.COMPLETED for r in in_order.requests.values())
+    rng = random.Random(7)
+    for _ in range(20):
+        shuffled = statuses[:]
+        rng.shuffle(shuffled)
+        s = CustomerState()
+        for st in shuffled:
+            request_status_in_place(s, st)
+        assert kept(s) == kept(in_order)
+
+
+def test_requests_round_trip_through_the_stored_state():
+    s = apply_request_status(CustomerState(), status("r1", RequestStatus.WAITING_FOR_CUSTOMER, NOW))
+    stored = s.to_dict()
+    assert stored["requests"] == {"r1": {"kind": "COMPLAINT", "status": "WAITING_FOR_CUSTOMER",
+                                         "at": "2026-03-10T12:00:00+00:00"}}
+    back = CustomerState.from_dict(stored)
+    assert back == s and back.requests["r1"] == RequestState(RequestKind.COMPLAINT,
+                                                             RequestStatus.WAITING_FOR_CUSTOMER, NOW)
+    # A state stored before requests existed reads as none.
+    assert CustomerState.from_dict({k: v for k, v in stored.items() if k != "requests"}).requests == {}
+
+
+def test_requests_segment_rules(catalog):
+    def segs(state, now=NOW):
+        return {s.id for s in segments_of(state, catalog.segments, now)}
+
+    nobody = CustomerState()
+    assert "no-requests" in segs(nobody) and "open-complaint" not in segs(nobody)
+    s = apply_request_status(nobody, status("r1", RequestStatus.OPEN, NOW - timedelta(days=3)))
+    assert "open-complaint" in segs(s) and "no-requests" not in segs(s)
+    s = apply_request_status(s, status("r1", RequestStatus.WAITING_FOR_CUSTOMER, NOW - timedelta(days=1)))
+    assert "open-complaint" in segs(s)
+    s = apply_request_status(s, status("r1", RequestStatus.COMPLETED, NOW))
+    assert "open-complaint" not in segs(s)
+    # A quote in progress is no complaint.
+    quote = apply_request_status(nobody, status("q1", RequestStatus.IN_PROGRESS, NOW - timedelta(days=8),
+                                                RequestKind.QUOTE))
+    assert "open-complaint" not in segs(quote)
+    # Counted within the window: two quotes settled in the last 7 days (today included).
+    q = apply_request_status(quote, status("q1", RequestStatus.COMPLETED, NOW - timedelta(days=6), RequestKind.QUOTE))
+    assert "recent-quotes" not in segs(q)  # one
+    q = apply_request_status(q, status("q2", RequestStatus.REJECTED, NOW - timedelta(days=2), RequestKind.QUOTE))
+    assert "recent-quotes" in segs(q)
+    assert "recent-quotes" not in segs(q, NOW + timedelta(days=1))  # q1 left the window

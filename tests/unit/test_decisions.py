@@ -89,6 +89,22 @@ async def test_a_change_while_cm_answers_is_not_hidden_by_the_cache():
     assert (await decisions.decide([A]))[0][0].decision_id == "dec_1"  # not the stale one
 
 
+async def test_changes_are_watched_only_while_cm_is_asked():
+    """Memory stays flat however many customers change: only questions in flight are watched."""
+    cm = CountingCM()
+    decisions = Decisions("cm", cm, timeout=5, cache_seconds=60)
+    decisions.forget([f"cus_{i}" for i in range(1000)])  # nobody asked: nothing to remember
+    assert decisions._watch._epochs == {}
+    cm.gate = asyncio.Event()
+    asking = asyncio.create_task(decisions.decide([A, A]))
+    await asyncio.sleep(0.01)
+    assert decisions._watch._epochs == {"cus_a": 0}
+    decisions.forget(["cus_a"])
+    cm.gate.set()
+    await asking
+    assert decisions._watch._epochs == {} and decisions._watch._watchers == {}
+
+
 async def test_no_cache_asks_every_time():
     cm = CountingCM()
     decisions = Decisions("cm", cm, timeout=5, cache_seconds=0)

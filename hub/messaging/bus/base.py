@@ -114,6 +114,12 @@ class Bus(ABC):
                 break
         return outcomes
 
+    @abstractmethod
+    async def publish_pack(self, queue: str, bodies: Sequence[bytes], pack_id: str) -> None:
+        """Publish events (their JSON) as one message, a pack, to `queue` alone (a batch flow's queue:
+        no routing by type), with confirm; raises Unroutable when the queue is not declared, or
+        BusUnavailable."""
+
     def lagging(self) -> bool:
         """Are this process's consumers behind (more ready than they take in one batch)? The API paces
         new events on it, so that writers cannot starve the delivery of what they wrote."""

@@ -44,6 +44,7 @@ from hub.messaging.bus.base import (
     Unroutable,
     topic_matches,
 )
+from hub.messaging.bus.delivery import deliver, pack, read
 from hub.messaging.redelivery import RedeliveryPolicy
 from hub.store.tables import bus_messages
 from hub.waiting import wait_event
@@ -151,6 +152,11 @@ class EmbeddedBus(Bus):
             await handler(event)
         except Exception:  # a listener is best effort by contract
             log.exception("embedded bus: broadcast listener failed on %s", event.id)
+
+    async def publish_pack(self, queue: str, bodies: Sequence[bytes], pack_id: str) -> None:
+        if queue not in self._routes:
+            raise Unroutable(f"queue {queue!r} is not declared")
+        await self._insert([([queue], pack_id, pack(bodies))])
 
     async def _publish_raw(self, routing_key: str, body: bytes, message_id: str | None = None) -> None:
         """Publish bytes as they are (tests and tools: e.g. a malformed message)."""
@@ -274,32 +280,37 @@ class EmbeddedBus(Bus):
         size = max(1, self._settings.consume_batch) if together is not None else 1
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
-            if together is not None and len(chunk) > 1 and await self._handle_together(chunk, together):
-                handled += len(chunk)
-                continue
+            if together is not None and len(chunk) > 1:
+                applied = await self._handle_together(chunk, together)
+                if applied:
+                    handled += applied
+                    continue
             for row in chunk:
                 handled += await self._handle(row, handler)
         return handled
 
-    async def _handle_together(self, rows: Sequence[Any], handler: BatchHandler) -> bool:
-        """Apply rows as one batch and delete them together; False (nothing settled) when it failed."""
+    async def _handle_together(self, rows: Sequence[Any], handler: BatchHandler) -> int:
+        """Apply rows as one batch and delete them together; how many events they held, 0 (nothing
+        settled) when it failed."""
         try:
-            await handler.batch([CloudEvent.from_json(row.body) for row in rows])
+            events = [e for row in rows for e in read(row.body)]
+            await handler.batch(events)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.info("embedded bus: a batch of %d failed, delivering one by one: %s", len(rows), exc)
-            return False
+            return 0
         async with self._engine.begin() as conn:
             await conn.execute(delete(bus_messages).where(bus_messages.c.seq.in_([r.seq for r in rows])))
-        return True
+        return len(events)
 
-    async def _handle(self, row, handler: Handler) -> bool:
-        """Deliver one row; True when the handler succeeded (the row is gone)."""
+    async def _handle(self, row, handler: Handler) -> int:
+        """Deliver one row (an event or a pack); how many events it applied (the row is gone), 0 when
+        it failed."""
         attempts = row.attempts + 1
         try:
-            event = CloudEvent.from_json(row.body)
-            await handler(event)
+            events = read(row.body)
+            await deliver(handler, events)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -316,10 +327,10 @@ class EmbeddedBus(Bus):
                     available_at=_now() + timedelta(seconds=verdict.delay),
                     reason=verdict.reason,
                 )
-            return False
+            return 0
         async with self._engine.begin() as conn:
             await conn.execute(delete(bus_messages).where(bus_messages.c.seq == row.seq))
-        return True
+        return len(events)
 
     async def _dead(self, row, reason: str, attempts: int) -> None:
         log.warning("embedded bus: %s on %r is a dead letter: %s", row.message_id, row.queue, reason)

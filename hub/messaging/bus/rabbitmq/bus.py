@@ -14,6 +14,7 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from hub.config import Settings
 from hub.events import CloudEvent
 from hub.messaging.bus.base import Bus, BusError, BusUnavailable, DeadLetter, Handler, QueueStats, Route
+from hub.messaging.bus.delivery import pack
 from hub.messaging.bus.rabbitmq.amqp import NETWORK_ERRORS, log
 from hub.messaging.bus.rabbitmq.consumer import Consumers, QueueConsumer
 from hub.messaging.bus.rabbitmq.dead_letters import DeadLetters
@@ -155,6 +156,9 @@ class RabbitBus(Bus):
 
     async def publish_many(self, events: Sequence[CloudEvent]) -> list[BusError | None]:
         return await self._publisher.publish_many(events)
+
+    async def publish_pack(self, queue: str, bodies: Sequence[bytes], pack_id: str) -> None:
+        await self._publisher.publish_pack(self._topology.physical(queue), pack(bodies), pack_id)
 
     async def _publish_raw(self, routing_key: str, body: bytes, message_id: str | None = None) -> None:
         """Publish bytes as they are (tests and tools: e.g. a malformed message)."""

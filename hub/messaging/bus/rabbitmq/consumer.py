@@ -20,6 +20,7 @@ from aio_pika.exceptions import ChannelInvalidStateError, ChannelNotFoundEntity
 from hub.config import Settings
 from hub.events import CloudEvent
 from hub.messaging.bus.base import BatchHandler, BusError, Handler
+from hub.messaging.bus.delivery import deliver, read
 from hub.messaging.bus.rabbitmq.amqp import NETWORK_ERRORS, ScratchChannel, log, settle
 from hub.messaging.bus.rabbitmq.dead_letters import DeadLetters
 from hub.messaging.bus.rabbitmq.topology import Topology
@@ -220,32 +221,34 @@ class Consumers:
 
     async def _process_together(
         self, queue: str, handler: Handler, messages: list[AbstractIncomingMessage], held: bool
-    ) -> bool:
-        """Apply messages as one batch and ack them all; False (nothing settled) when it failed."""
+    ) -> int:
+        """Apply messages as one batch and ack them all; how many events they held, 0 (nothing settled)
+        when it failed."""
         assert isinstance(handler, BatchHandler)
         try:
-            await handler.batch([CloudEvent.from_json(m.body) for m in messages])
+            events = [e for m in messages for e in read(m.body)]
+            await handler.batch(events)
         except asyncio.CancelledError:
             raise  # unsettled: closing the channel returns them
         except Exception as exc:
             log.info("rabbitmq bus: a batch of %d on %r failed, delivering one by one: %s",
                      len(messages), queue, exc)
-            return False
+            return 0
         if held:  # one by one: `multiple` would also ack the messages held for a retry
             for message in messages:
                 await settle(message.ack())
         else:  # everything delivered before these is settled: one ack for the lot
             await settle(messages[-1].ack(multiple=True))
-        return True
+        return len(events)
 
     async def _process(
         self, queue: str, handler: Handler, message: AbstractIncomingMessage, retry: Retry
-    ) -> bool:
-        """Deliver one message and settle it; True when the handler succeeded."""
+    ) -> int:
+        """Deliver one message (an event or a pack) and settle it; how many events it applied."""
         attempts = _attempts(message)
         try:
-            event = CloudEvent.from_json(message.body)
-            await handler(event)
+            events = read(message.body)
+            await deliver(handler, events)
         except asyncio.CancelledError:
             raise  # unsettled: closing the channel returns it
         except Exception as exc:
@@ -262,13 +265,13 @@ class Consumers:
                     exc,
                 )
                 retry(message, verdict.delay)
-            return False
+            return 0
         await settle(message.ack())
-        return True
+        return len(events)
 
     async def drain(self, queue: str, handler: Handler) -> int:
         """Deliver each message the queue holds now once (basic.get); failures go back to the queue when
-        the drain ends, so each drain is at most one attempt per message."""
+        the drain ends, so each drain is at most one attempt per message. Returns the events applied."""
         handled = 0
         held: list[AbstractIncomingMessage] = []
         async with self._scratch_channel() as ch:
@@ -281,8 +284,7 @@ class Consumers:
                 message = await q.get(no_ack=False, fail=False, timeout=self._timeout)
                 if message is None:
                     break
-                if await self._process(queue, handler, message, lambda m, _delay: held.append(m)):
-                    handled += 1
+                handled += await self._process(queue, handler, message, lambda m, _delay: held.append(m))
             for message in held:
                 await settle(message.nack(requeue=True))
         return handled

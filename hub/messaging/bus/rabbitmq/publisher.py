@@ -15,6 +15,7 @@ from aio_pika.exceptions import DeliveryError, PublishError
 
 from hub.events import CloudEvent
 from hub.messaging.bus.base import BusError, BusUnavailable, Unroutable
+from hub.messaging.bus.delivery import PACK_CONTENT_TYPE
 from hub.messaging.bus.rabbitmq.amqp import NETWORK_ERRORS
 from hub.messaging.bus.rabbitmq.topology import Topology
 from hub.messaging.redelivery import reason_of
@@ -107,6 +108,19 @@ class Publisher:
             return None
 
         return list(await asyncio.gather(*(one(e) for e in events)))
+
+    async def publish_pack(self, queue: str, body: bytes, pack_id: str) -> None:
+        """A pack to one queue, through the default exchange (the queue's name is the routing key)."""
+        if self.channel is None:
+            raise BusUnavailable("the bus is not connected")
+        message = aio_pika.Message(
+            body=body,
+            content_type=PACK_CONTENT_TYPE,
+            message_id=pack_id,
+            type="hub.pack",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await self.send(self.channel.default_exchange, message, queue)
 
     async def publish_raw(self, routing_key: str, body: bytes, message_id: str | None = None) -> None:
         """Publish bytes as they are (tests and tools: e.g. a malformed message)."""
