@@ -115,6 +115,7 @@ async def main(rounds: int) -> None:
 
     # The benchmarks with a target, each across processes (the hub as `hub serve`), in the order;
     # their verdicts last. bench/ is the script's folder, first on sys.path.
+    import batchflow
     import contact
     import fanout
     import freshness
@@ -126,7 +127,7 @@ async def main(rounds: int) -> None:
 
     benchmarks = [
         throughput.run, lambda: fanout.run(rounds), pipeline.run, freshness.run, contact.run,
-        history.run, workers.run, peer_gateway.run,
+        batchflow.run, history.run, workers.run, peer_gateway.run,
     ]
     verdicts = []
     for bench in benchmarks:
