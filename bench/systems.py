@@ -1,9 +1,13 @@
-"""Five external systems for the view-fanout benchmark, in a process of their own: each answers a batch
-read of customers after a fixed delay (20 ms), and counts the calls it gets.
+"""Five external systems for the view-fanout and peer-gateway benchmarks, in a process of their own: each
+answers a batch read of customers after a fixed delay (20 ms), and counts the calls it gets.
 
     python bench/systems.py --port 8701 --delay 0.02
     GET /s1/customers?ids=a,b   -> {"data": [{"id": "a", "value": "s1-a"}, ...]}   (after the delay)
     GET /stats                  -> {"s1": calls, ...};  POST /reset -> zero the counts
+
+A plain ASGI callable under uvicorn, no framework: the systems stand for ones that answer in 20 ms, so
+what they add beyond the delay is kept as small as this machine allows (five answers due at once are
+written one after the other by one process), and the benchmarks' floor is the delay, not this server.
 """
 
 from __future__ import annotations
@@ -11,42 +15,51 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
 
+import orjson
 import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 SYSTEMS = ("s1", "s2", "s3", "s4", "s5")
+Message = MutableMapping[str, Any]
 
 
-def app(delay: float) -> Starlette:
+def app(delay: float) -> Callable[..., Awaitable[None]]:
     calls: Counter[str] = Counter()
 
-    async def customers(request: Request) -> JSONResponse:
-        system = request.path_params["system"]
-        calls[system] += 1
-        ids = [i for i in request.query_params.get("ids", "").split(",") if i]
-        await asyncio.sleep(delay)
-        return JSONResponse({"data": [{"id": i, "value": f"{system}-{i}"} for i in ids]})
+    async def answer(send: Callable[[Message], Awaitable[None]], body: Any, status: int = 200) -> None:
+        data = orjson.dumps(body)
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": data})
 
-    async def stats(_: Request) -> JSONResponse:
-        return JSONResponse({s: calls[s] for s in SYSTEMS})
+    async def asgi(scope: Message, receive: Callable[[], Awaitable[Message]], send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        path = scope["path"]
+        if path == "/stats":
+            await answer(send, {s: calls[s] for s in SYSTEMS})
+        elif path == "/reset":
+            calls.clear()
+            await answer(send, {})
+        elif path == "/health":
+            await answer(send, {"ok": True})
+        elif path.endswith("/customers") and path.count("/") == 2:
+            system = path.split("/")[1]
+            calls[system] += 1
+            query = parse_qs(scope["query_string"].decode())
+            ids = [i for i in (query.get("ids") or [""])[0].split(",") if i]
+            await asyncio.sleep(delay)
+            await answer(send, {"data": [{"id": i, "value": f"{system}-{i}"} for i in ids]})
+        else:
+            await answer(send, {"error": "not found"}, 404)
 
-    async def reset(_: Request) -> JSONResponse:
-        calls.clear()
-        return JSONResponse({})
-
-    async def health(_: Request) -> JSONResponse:
-        return JSONResponse({"ok": True})
-
-    return Starlette(routes=[
-        Route("/{system}/customers", customers),
-        Route("/stats", stats),
-        Route("/reset", reset, methods=["POST"]),
-        Route("/health", health),
-    ])
+    return asgi
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from graphql import GraphQLError
 from strawberry.dataloader import DataLoader
 
+from hub import model
 from hub.core.errors import BadInput, SystemUnavailable
 from hub.model import CustomerView, DecisionRequest, NextBestAction
 
@@ -29,6 +30,7 @@ class Context:
     hub: Hub
     wiring: Wiring = field(init=False)
     customers: DataLoader[str, CustomerView | None] = field(init=False)
+    contacts: DataLoader[str, list[model.Contact]] = field(init=False)
     nbas: DataLoader[DecisionRequest, list[NextBestAction]] = field(init=False)
     # Errors that go with partial data (a system could not be read); the PartialData extension adds
     # them to the response.
@@ -40,6 +42,7 @@ class Context:
         # One batched fetch per system for all customers a request touches, and one decision call
         # for all the NBAs it asks for.
         self.customers = DataLoader(load_fn=self.wiring.views.load_many)
+        self.contacts = DataLoader(load_fn=self.wiring.views.contacts_of)
         self.nbas = DataLoader(load_fn=self._decide)
 
     async def _decide(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, cast
 
 import strawberry
@@ -137,14 +137,25 @@ class Customer:
     products: list[str]
     segments: list[Segment]
     offer_history: list[OfferHistory]
-    contacts: list[Contact]
     attributes: JSON = strawberry.field(description="Free attributes, by name (text, numbers, booleans).")
-    sources: list[FieldSource] = strawberry.field(
-        description="Per field of the view: the system that supplied the value and when it was read."
-    )
     unavailable_systems: list[str] = strawberry.field(
         description="Systems that could not be read: the view is partial when this is not empty."
     )
+    view: strawberry.Private[model.CustomerView]
+
+    @strawberry.field(description="The hub's own latest contacts of the customer, newest first.")
+    async def contacts(self, info: Info[Context, None]) -> list[Contact]:
+        # Read only when asked: a view without contacts waits for its systems alone.
+        return [Contact.of(c) for c in await info.context.contacts.load(str(self.id))]
+
+    @strawberry.field(
+        description="Per field of the view: the system that supplied the value and when it was read."
+    )
+    async def sources(self, info: Info[Context, None]) -> list[FieldSource]:
+        out = [FieldSource.of(s) for s in self.view.sources]
+        if await info.context.contacts.load(str(self.id)):
+            out.append(FieldSource(field="contacts", system=model.HUB_SYSTEM, fetched_at=datetime.now(UTC)))
+        return out
 
     @classmethod
     def of(cls, v: model.CustomerView) -> Customer:
@@ -156,10 +167,9 @@ class Customer:
             products=v.products,
             segments=[Segment(id=strawberry.ID(s.id), name=s.name) for s in v.segments],
             offer_history=[OfferHistory.of(h) for h in v.offer_history],
-            contacts=[Contact.of(c) for c in v.contacts],
             attributes=cast(JSON, dict(v.attributes)),
-            sources=[FieldSource.of(s) for s in v.sources],
             unavailable_systems=sorted(v.unavailable),
+            view=v,
         )
 
     @strawberry.field(description="CM's current next best actions, highest score first.")

@@ -112,14 +112,7 @@ class ViewAssembler:
         if not ids:
             return [None for _ in customer_ids]
         names = list(self._sources)
-        # The systems are asked first (their answers are the critical path); the hub's own contacts
-        # are read while they answer.
-        *per_system, recent = await asyncio.gather(
-            *(self._read(n, ids) for n in names), self._recent(ids), return_exceptions=True
-        )
-        if isinstance(recent, BaseException):
-            raise recent
-        contacts = cast(dict[str, list[Contact]], recent)
+        per_system = await asyncio.gather(*(self._read(n, ids) for n in names), return_exceptions=True)
         fragments: dict[str, list[Fragment]] = {cid: [] for cid in ids}
         failed: dict[str, str] = {}
         for name, result in zip(names, per_system, strict=True):
@@ -129,10 +122,15 @@ class ViewAssembler:
                 continue
             for cid, fragment in cast(dict[str, Fragment], result).items():
                 fragments[cid].append(fragment)
-        views = {
-            cid: self._translator.merge(cid, fragments[cid], contacts.get(cid, ()), failed) for cid in ids
-        }
+        views = {cid: self._translator.merge(cid, fragments[cid], (), failed) for cid in ids}
         return [views.get(cid) for cid in customer_ids]
+
+    async def contacts_of(self, customer_ids: Sequence[str]) -> list[list[Contact]]:
+        """The hub's own recent contacts of these customers, newest first: read only when a query asks
+        for them (the view's systems do not wait for it, nor it for them)."""
+        ids = list(dict.fromkeys(customer_ids))
+        found = await self._recent(ids)
+        return [found.get(cid, []) for cid in customer_ids]
 
     async def _recent(self, ids: list[str]) -> dict[str, list[Contact]]:
         """The hub's own contacts of these customers, cached like a system's reads (a contact started

@@ -114,8 +114,9 @@ class OutboxRelay:
                 sent = await self.relay_once()
                 self.last_error = None
                 backoff = 0.05
-                if sent:
-                    continue  # more may be waiting
+                if sent >= self._batch:
+                    continue  # a full round: more is waiting
+                # Otherwise the round took all there was; a commit during it has woken us already.
             except BusError as exc:
                 self.behind = False
                 self.last_error = f"{type(exc).__name__}: {exc}"

@@ -43,6 +43,7 @@ from hub.model import (
     Segment,
     is_golden_id,
 )
+from hub.store.db import reading
 from hub.store.types import UTCDateTime, dialect_insert
 
 if TYPE_CHECKING:
@@ -101,8 +102,7 @@ class AdapterContext:
         if self.mappings_dir is None:
             self.mappings_dir = Path(self.settings.mappings_dir)
         # An external system's context may come without the store (tests): then there is none to read.
-        engine = self.engine
-        self.reader = engine.execution_options(isolation_level="AUTOCOMMIT") if engine else engine
+        self.reader = reading(self.engine) if self.engine is not None else self.engine
 
 
 @runtime_checkable
