@@ -9,7 +9,6 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,7 +21,6 @@ from hub.core.events import EventService
 from hub.core.translate import Translator
 from hub.core.view import ProfileCache, ViewAssembler
 from hub.events import CUSTOMER_CHANGED, CloudEvent
-from hub.messaging import changes
 from hub.messaging.bus import create_bus
 from hub.messaging.bus.base import Bus, BusError, Handler, Route
 from hub.messaging.consumer import IdempotentConsumer
@@ -122,7 +120,9 @@ class Hub:
         self.cache = ProfileCache(s.cache_ttl_seconds, s.cache_max_entries)
         self.feed = NbaFeed()
         self.outbox = Outbox(_patterns(mapping.flows))
-        self.relay = OutboxRelay(self.engine, self.bus, batch=s.relay_batch, idle=s.relay_idle_seconds)
+        self.relay = OutboxRelay(
+            self.engine, self.bus, batch=s.relay_batch, idle=s.relay_idle_seconds, behind_at=s.pacing_backlog
+        )
         _route_relay(self.relay, mapping.flows)
         self.pacing = Pacing(lambda: self.relay.behind or self.bus.lagging(), s.pacing_max_wait_seconds)
         self.reactions = ChangeReactions(
@@ -132,6 +132,7 @@ class Hub:
             lambda ids: self.wiring.decisions.forget(ids),
             self.feed.notify,
             self.relay.wake,
+            self.bus.publish,
         )
         self.wiring = self._wire(mapping, located, systems, version=1)
         self.scheduler = Scheduler(self.engine, self.bus, mapping.flows, self.handler_for)
@@ -167,7 +168,6 @@ class Hub:
             self.outbox,
             s.source,
             self.reactions.committed,
-            partial(changes.changed, self.instance),
             self.cache.keys,
             self.cache.known,
         )
@@ -209,6 +209,7 @@ class Hub:
             ("retention", self.retention.stop),
             ("outbox relay", self.relay.stop),
             ("late decisions", self.wiring.decisions.close),
+            ("change announcements", self.reactions.close),
             ("bus", self.bus.close),
             ("adapters", self.wiring.systems.close),
             ("store", self.engine.dispose),
@@ -305,8 +306,6 @@ class Hub:
             current.destination,
             wiring.systems.all(EVENT_DESTINATION)[current.destination],
             self.engine,
-            self.outbox,
-            self.instance,
             self.reactions.committed,
         )
 

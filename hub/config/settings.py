@@ -45,8 +45,10 @@ class Settings(BaseSettings):
     processed_retention_seconds: float = 14 * 86_400.0
     relay_idle_seconds: float = 0.5
     # How long a call that writes events waits while this process is behind delivering earlier ones
-    # (hub.messaging.pacing); 0 never waits.
+    # (hub.messaging.pacing), and from how many unpublished events a relay round counts as behind; 0
+    # never waits.
     pacing_max_wait_seconds: float = 2.0
+    pacing_backlog: int = 250
     # Consumer behaviour (both bus engines).
     delivery_limit: int = 5
     retry_backoff_seconds: float = 0.2

@@ -57,10 +57,9 @@ class Started:
     created: bool
 
 
-# Told, after commit, which customers' data a system changed (hub.messaging.reactions).
+# Told, after commit, which customers' data a system changed (hub.messaging.reactions: this process's
+# caches and subscribers, and the announcement to the other hub processes).
 Committed = Callable[[str, Sequence[str]], None]
-# The change announcement for other hub processes, written in the same transaction.
-Announce = Callable[[str, Sequence[str]], CloudEvent]
 
 
 class ContactService:
@@ -72,7 +71,6 @@ class ContactService:
         outbox: Outbox,
         source: str,
         committed: Committed,
-        announce: Announce,
         known_keys: MutableMapping[Key, str] | None = None,
         known_customers: MutableMapping[str, bool] | None = None,
     ):
@@ -84,7 +82,6 @@ class ContactService:
         self._graph = IdentityGraph()
         self._source = source
         self._committed = committed
-        self._announce = announce
         # Keys found before -> their customer. A key, once linked, is never moved to another customer
         # (keys are only added), so a positive answer stays true; an unknown key is asked every time.
         self._known_keys: MutableMapping[Key, str] = known_keys if known_keys is not None else {}
@@ -280,7 +277,7 @@ class ContactService:
         return customer_id
 
     async def _record(self, tx: Tx, customer_id: str, events: list[CloudEvent]) -> None:
-        await self._outbox.add(tx, [*events, self._announce(self._registry_system, [customer_id])])
+        await self._outbox.add(tx, events)
 
     def _customer_event(self, type_: str, facts: CustomerFacts, contact_id: str | None) -> CloudEvent:
         return make(

@@ -8,8 +8,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.events import CloudEvent, utcnow
-from hub.messaging import changes
-from hub.messaging.outbox import Outbox
 from hub.ports import BatchEventConsumer, EventConsumer
 from hub.store.tables import processed_messages
 from hub.store.types import dialect_insert
@@ -36,16 +34,12 @@ class IdempotentConsumer:
         destination: str,
         consumer: EventConsumer,
         engine: AsyncEngine,
-        outbox: Outbox,
-        source: str,
         changed: Changed,
     ):
         self.destination = destination
         self._consumer = consumer
         self._engine = engine
-        self._outbox = outbox
-        self._source = source
-        self._changed = changed
+        self._changed = changed  # told after commit (which also announces the change to other processes)
         self._transactional = bool(getattr(consumer, "transactional", True))
 
     async def __call__(self, event: CloudEvent) -> None:
@@ -56,12 +50,11 @@ class IdempotentConsumer:
             if not await self._claim(tx, event):
                 return  # applied before: a redelivery
             customers = await self._consumer.consume(tx, event)
-            await self._announce(tx, customers)
         self._done(customers)
 
     async def batch(self, events: Sequence[CloudEvent]) -> None:
         """Apply events in order as one: the ids checked and recorded in one statement each, the ones
-        applied before skipped, one change announcement for the lot. A destination that shares the
+        applied before skipped, one change reaction for the lot. A destination that shares the
         store applies them all in one transaction."""
         unique = list({e.id: e for e in events}.values())  # one of each id, in order of appearance
         if not self._transactional:
@@ -70,7 +63,6 @@ class IdempotentConsumer:
         async with self._engine.begin() as tx:
             claimed = await self._claim_many(tx, unique)
             customers = await self._apply(tx, [e for e in unique if e.id in claimed])
-            await self._announce(tx, customers)
         self._done(customers)
 
     async def _apply(self, conn: AsyncConnection, events: Sequence[CloudEvent]) -> set[str]:
@@ -96,9 +88,9 @@ class IdempotentConsumer:
         async with self._engine.connect() as idle:  # no transaction begun: the system ignores it
             customers = await self._consumer.consume(idle, event)
         async with self._engine.begin() as tx:
-            if await self._claim(tx, event):
-                await self._announce(tx, customers)
-        self._done(customers)
+            claimed = await self._claim(tx, event)
+        if claimed:
+            self._done(customers)
 
     async def _external_batch(self, events: Sequence[CloudEvent]) -> None:
         async with self._engine.connect() as conn:
@@ -118,9 +110,9 @@ class IdempotentConsumer:
         async with self._engine.connect() as idle:  # no transaction begun: the system ignores it
             customers = await self._apply(idle, todo)
         async with self._engine.begin() as tx:
-            if await self._claim_many(tx, todo):
-                await self._announce(tx, customers)
-        self._done(customers)
+            claimed = await self._claim_many(tx, todo)
+        if claimed:
+            self._done(customers)
 
     async def _claim(self, tx: AsyncConnection, event: CloudEvent) -> bool:
         """Record the event as applied to this destination; False when it was recorded before."""
@@ -142,10 +134,6 @@ class IdempotentConsumer:
             [{"destination": self.destination, "event_id": e.id, "processed_at": now} for e in events],
         )
         return {r.event_id for r in claimed}
-
-    async def _announce(self, tx: AsyncConnection, customers: Collection[str]) -> None:
-        if customers:  # other hub processes clear their caches and push NBAs on this
-            await self._outbox.add(tx, [changes.changed(self._source, self.destination, customers)])
 
     def _done(self, customers: Collection[str]) -> None:
         if customers:

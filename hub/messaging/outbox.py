@@ -79,7 +79,14 @@ class Outbox:
 
 class OutboxRelay:
     def __init__(
-        self, engine: AsyncEngine, bus: Bus, *, batch: int = 200, idle: float = 0.5, max_backoff: float = 5.0
+        self,
+        engine: AsyncEngine,
+        bus: Bus,
+        *,
+        batch: int = 200,
+        idle: float = 0.5,
+        max_backoff: float = 5.0,
+        behind_at: int | None = None,
     ):
         self._engine = engine
         self._bus = bus
@@ -89,9 +96,10 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
-        # A full round went out and more may wait: the relay is behind the writers (not stuck: a round
-        # that fails clears it, so an outage never holds back the API, it only delays publishing).
+        # A round found `behind_at` events or more waiting: the relay is behind the writers (not stuck:
+        # a round that fails clears it, so an outage never holds back the API, it only delays publishing).
         self.behind = False
+        self._behind_at = min(batch, behind_at or batch)
         self.route(("#",), ())
 
     def wake(self) -> None:
@@ -189,8 +197,8 @@ class OutboxRelay:
                     .limit(self._batch)
                 )
             ).all()
-            # Known as soon as the round is read: a full one means writers are ahead of the relay.
-            self.behind = len(rows) >= self._batch
+            # Known as soon as the round is read: writers are ahead of the relay.
+            self.behind = len(rows) >= self._behind_at
             if not rows:
                 return 0
             done: list[int] = []

@@ -1,14 +1,25 @@
 """What runs after a commit that changed customers' data, in this process or another: clear the cached
 reads of the system that changed; when CM's data changed, forget its cached decisions and push fresh
-NBAs; wake the outbox relay."""
+NBAs; wake the outbox relay; and tell the other hub processes.
+
+The announcement (`hub.customer.changed`) is published right after the commit, at most once, by the
+process that committed: other processes react to it as this one did. It is a cue, not data: one lost to
+a broker outage leaves another process serving its cached reads of those customers until their TTL. Not
+writing it to the outbox keeps the relay's rounds and the consumers' transactions to the events that
+carry data (measured: bench/RESULTS.md).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 
 from hub.events import CloudEvent
-from hub.messaging.changes import read_changed
+from hub.messaging.changes import changed, read_changed
 from hub.model import HUB_SYSTEM
+
+log = logging.getLogger(__name__)
 
 
 class ChangeReactions:
@@ -20,6 +31,7 @@ class ChangeReactions:
         forget_decisions: Callable[[Iterable[str]], None],
         notify: Callable[[Iterable[str]], None],
         wake_relay: Callable[[], None],
+        publish: Callable[[CloudEvent], Awaitable[None]],
     ):
         self._instance = instance  # names this process in its announcements, so it can skip its own
         self._decision_system = decision_system
@@ -27,12 +39,34 @@ class ChangeReactions:
         self._forget_decisions = forget_decisions
         self._notify = notify
         self._wake_relay = wake_relay
+        self._publish = publish
+        self._announcing: set[asyncio.Task[None]] = set()
 
     def committed(self, system: str, customer_ids: Iterable[str]) -> None:
-        """This process committed a change of `system`'s data (and its announcement)."""
+        """This process committed a change of `system`'s data: react, and tell the other processes."""
         ids = list(customer_ids)
         self._react(system, ids)
         self._wake_relay()
+        if ids:
+            task = asyncio.create_task(self._announce(changed(self._instance, system, ids)))
+            self._announcing.add(task)
+            task.add_done_callback(self._announcing.discard)
+
+    async def _announce(self, event: CloudEvent) -> None:
+        try:
+            await self._publish(event)
+        except Exception as exc:  # at most once by contract: the others serve cached reads until the TTL
+            log.warning(
+                "change announcement not published (%s): other hub processes keep their cached reads of "
+                "%d customers until the TTL",
+                type(exc).__name__,
+                len(event.data["customerIds"]),
+            )
+
+    async def close(self) -> None:
+        """Wait for the announcements on their way (bounded by the bus's own timeout)."""
+        if self._announcing:
+            await asyncio.gather(*self._announcing, return_exceptions=True)
 
     async def heard(self, event: CloudEvent) -> None:
         """Another hub process changed customers' data (bus broadcast)."""

@@ -389,7 +389,8 @@ def test_the_validator_rejects_data_that_breaks_the_contract(doc):
 @pytest.fixture
 async def emitted(tmp_path) -> list[CloudEvent]:
     """Run the contact use cases on a real hub (SQLite, embedded bus) and capture every event they
-    write to the outbox, including types no shipped flow subscribes to."""
+    write to the outbox, including types no shipped flow subscribes to, and the change announcements
+    published after their commits."""
     from hub.core.contacts import ContactService
     from hub.core.events import EventInput, EventService
     from hub.messaging.changes import changed
@@ -410,9 +411,14 @@ async def emitted(tmp_path) -> list[CloudEvent]:
     await hub.start(consume=False)
     try:
         capture = Capture()
+
+        def committed(system: str, ids: Any) -> None:
+            # What the reactions publish after the commit (hub.messaging.reactions), built the same way.
+            if ids:
+                capture.events.append(changed(hub.instance, system, ids))
+
         contacts = ContactService(
-            hub.engine, "crm", hub.systems.one(CONTACT_REGISTRY), capture, hub.settings.source,
-            lambda *_: None, lambda system, ids: changed(hub.instance, system, ids),
+            hub.engine, "crm", hub.systems.one(CONTACT_REGISTRY), capture, hub.settings.source, committed,
         )
         events = EventService(
             hub.engine, contacts, hub.decisions, capture, hub.settings.source, 100, lambda *_: None,
