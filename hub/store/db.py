@@ -33,7 +33,7 @@ def create_engine(url: str) -> AsyncEngine:
         # No pre-ping (a round trip on every check-out): connections are recycled before a server or
         # firewall would drop them, and one that died anyway fails its statement, which invalidates the
         # pool (SQLAlchemy's disconnect handling) and is retried by the caller's own retry path.
-        kwargs.update(pool_size=10, max_overflow=10, pool_recycle=1800)
+        kwargs.update(pool_size=20, max_overflow=10, pool_recycle=1800)
     engine = create_async_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
