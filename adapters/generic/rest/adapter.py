@@ -34,6 +34,7 @@ from .caller import Caller
 from .config import RestConfig
 from .fetching import ProfileReader
 from .resilience import CircuitBreaker, Deadline, State, TokenBucket
+from .wire import Wire
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
 USER_AGENT = "markiting-hub-rest-adapter"
@@ -62,6 +63,7 @@ class RestAdapter:
             TokenBucket(cfg.rate_limit.per_second, cfg.rate_limit.burst) if cfg.rate_limit else None
         )
         self._client: httpx.AsyncClient | None = None
+        self._wire: Wire | None = None
         self._credentials: Credentials | None = None
         self._caller: Caller | None = None
         self._reader: ProfileReader | None = None
@@ -105,10 +107,16 @@ class RestAdapter:
             follow_redirects=False,
             verify=cfg.verify_tls,
         )
-        self._credentials = credentials_for(cfg.auth, self._client)
+        self._credentials = credentials_for(cfg.auth, self._client)  # token requests: httpx's client
+        self._wire = Wire(
+            cfg.base_url,
+            {"User-Agent": USER_AGENT, "Accept": "application/json", **cfg.headers},
+            max_connections=cfg.max_concurrency + 2,  # a slot each for the health probe beside the calls
+            verify=cfg.verify_tls,
+        )
         self._caller = Caller(
             self.system,
-            self._client,
+            self._wire,
             self._credentials,
             retry=cfg.retry,
             breaker=self.breaker,
@@ -123,7 +131,10 @@ class RestAdapter:
 
     async def close(self) -> None:
         client, self._client = self._client, None
+        wire, self._wire = self._wire, None
         self._caller = self._reader = self._credentials = None
+        if wire is not None:
+            await wire.close()
         if client is not None:
             await client.aclose()
 

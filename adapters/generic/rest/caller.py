@@ -31,6 +31,7 @@ from .resilience import (
     backoff,
     retry_after,
 )
+from .wire import Wire
 
 # Worth another try: the system may answer next time. 408 is the server saying the request took too
 # long to arrive; the rest of 4xx would fail the same way again.
@@ -53,7 +54,7 @@ class Caller:
     def __init__(
         self,
         system: str,
-        client: httpx.AsyncClient,
+        wire: Wire,
         credentials: Credentials,
         *,
         retry: Retry,
@@ -65,7 +66,7 @@ class Caller:
         log: logging.Logger,
     ):
         self.system = system
-        self.client = client
+        self.wire = wire
         self.credentials = credentials
         self._retry = retry
         self._breaker = breaker
@@ -198,12 +199,11 @@ class Caller:
         extra = request.get("headers") or {}
         rest = {k: v for k, v in request.items() if k != "headers"}
         used = await self.credentials.headers(deadline)
-        response = await self.client.request(method, url, headers={**extra, **used}, **rest)
+        response = await self.wire.request(method, url, headers={**extra, **used}, **rest)
         if response.status_code == 401 and self.credentials.refreshable:
-            await response.aclose()
             self.credentials.invalidate(used)
             used = await self.credentials.headers(deadline)
-            response = await self.client.request(method, url, headers={**extra, **used}, **rest)
+            response = await self.wire.request(method, url, headers={**extra, **used}, **rest)
         return response
 
 

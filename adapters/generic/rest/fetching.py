@@ -56,7 +56,10 @@ def _with_keys(node: Any, keys: list[str]) -> Any:
 async def all_or_nothing(coros: Iterable[Awaitable[T]]) -> list[T]:
     """Await all; on the first failure cancel (and await) the rest, then raise it. A partial read would
     make the missing keys look unknown, and the hub would cache that."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
+    pending = list(coros)
+    if len(pending) == 1:  # the usual case (one batch): no task of its own
+        return [await pending[0]]
+    tasks = [asyncio.ensure_future(c) for c in pending]
     try:
         return await asyncio.gather(*tasks)
     except BaseException:
@@ -183,7 +186,7 @@ class ProfileReader:
         if p.style in ("next_link", "link_header"):
             link = dig(body, p.next) if p.style == "next_link" else response.links.get("next", {}).get("url")
             if isinstance(link, str) and link:
-                url = urljoin(str(response.request.url), link)
+                url = urljoin(self._caller.wire.url(page.target()), link)
                 if _origin(url) != self._origin:
                     # Following it would send the credentials to another host.
                     raise self._caller.error(f"{what}: the next-page link leads to another host")
