@@ -43,6 +43,27 @@ def _wrk(url: str, script: Path, seconds: int) -> float:
     return float(found.group(1))
 
 
+def post_script(folder: Path, payload: dict) -> Path:
+    """A wrk script that POSTs `payload` as JSON on every request."""
+    script = folder / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = {json.dumps(json.dumps(payload))}\n"
+    )
+    return script
+
+
+async def alternate(ports: list[int], script: Path, rounds: int, seconds: int) -> list[list[float]]:
+    """req/s of each port's /graphql under wrk, in turn, `rounds` times (so drift hits all alike)."""
+    results: list[list[float]] = [[] for _ in ports]
+    for _ in range(rounds):
+        for port, measured in zip(ports, results, strict=True):
+            url = f"http://127.0.0.1:{port}/graphql"
+            measured.append(await asyncio.to_thread(_wrk, url, script, seconds))
+    return results
+
+
 async def run(rounds: int = 3, seconds: int = 5) -> list[str]:
     if shutil.which("wrk") is None:
         return ["bench view-throughput: skipped: wrk is not installed (apt-get install wrk; make bench does)"]
@@ -65,17 +86,8 @@ async def run(rounds: int = 3, seconds: int = 5) -> list[str]:
                 bare = start([sys.executable, str(HERE / "bare.py"), "--port", str(bare_port),
                               "--body", answer_file])
                 await up(session, f"http://127.0.0.1:{bare_port}/healthz", bare)
-            script = Path(tmp) / "post.lua"
-            script.write_text(
-                'wrk.method = "POST"\n'
-                'wrk.headers["Content-Type"] = "application/json"\n'
-                f"wrk.body = {json.dumps(json.dumps(payload))}\n"
-            )
-            hub_rps, bare_rps = [], []
-            for _ in range(rounds):  # alternating, so drift on the machine hits both alike
-                for port, results in ((hub_port, hub_rps), (bare_port, bare_rps)):
-                    url = f"http://127.0.0.1:{port}/graphql"
-                    results.append(await asyncio.to_thread(_wrk, url, script, seconds))
+            script = post_script(Path(tmp), payload)
+            hub_rps, bare_rps = await alternate([hub_port, bare_port], script, rounds, seconds)
         finally:
             stop(hub, bare)
     h, b = statistics.median(hub_rps), statistics.median(bare_rps)

@@ -13,7 +13,6 @@ Ratio = two workers' req/s ÷ one worker's (medians). Target >= 1.8.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import statistics
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 import aiohttp
 from procs import HUB, free_port, start, stop, up
 from services import RABBITMQ_URL, fresh_database, fresh_namespace
-from throughput import EMAIL, QUERY, _wrk
+from throughput import EMAIL, QUERY, alternate, post_script
 
 TARGET = 1.8
 
@@ -47,17 +46,8 @@ async def run(rounds: int = 3, seconds: int = 5) -> list[str]:
                         async with session.post(f"http://127.0.0.1:{port}/graphql", json=payload) as r:
                             body = await r.json()
                         assert "errors" not in body and body["data"]["customerByKey"]["nextBestActions"], body
-                script = Path(tmp) / "post.lua"
-                script.write_text(
-                    'wrk.method = "POST"\n'
-                    'wrk.headers["Content-Type"] = "application/json"\n'
-                    f"wrk.body = {json.dumps(json.dumps(payload))}\n"
-                )
-                ones, twos = [], []
-                for _ in range(rounds):  # alternating, so drift on the machine hits both alike
-                    for port, results in ((one_port, ones), (two_port, twos)):
-                        results.append(await asyncio.to_thread(
-                            _wrk, f"http://127.0.0.1:{port}/graphql", script, seconds))
+                script = post_script(Path(tmp), payload)
+                ones, twos = await alternate([one_port, two_port], script, rounds, seconds)
             finally:
                 stop(one, two)
     o, t = statistics.median(ones), statistics.median(twos)

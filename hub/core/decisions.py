@@ -31,6 +31,7 @@ from hub.ports import DecisionEngine
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Epochs = dict[str, int]  # customer -> the ChangeWatch epoch when CM was asked
 
 FALLBACK_PREFIX = "fallback:"  # a default action's decision id: fallback:<offerId>
 # With the decision cache off, a late answer is still kept this long, for the subscribers it is pushed to.
@@ -195,16 +196,12 @@ class Decisions:
         """A decision that outlived the budget arrived: keep it as a timely one would be, and push it."""
         self._late.discard(task)
         try:
-            self._land(task, missing, pending, epochs)
+            self._keep_late(task, missing, pending, epochs)
         finally:
             self._watch.release([r.customer_id for r in missing])
 
-    def _land(
-        self,
-        task: asyncio.Task[Answer],
-        missing: list[DecisionRequest],
-        pending: bool,
-        epochs: dict[str, int],
+    def _keep_late(
+        self, task: asyncio.Task[Answer], missing: list[DecisionRequest], pending: bool, epochs: Epochs
     ) -> None:
         if task.cancelled():
             return
