@@ -240,6 +240,14 @@ class RestAdapter:
         reason = f"system {self.system!r}: {what} answered HTTP {status}{self._detail(response)}"
         raise PermanentError(redact(reason, self._secrets()))
 
+    async def consume_batch(self, tx: Tx, events: Sequence[CloudEvent]) -> set[str]:
+        """The events ready on the hub's queue, in order, one POST each (each with its idempotency key):
+        the hub checks and records the batch's ids once instead of once per event."""
+        changed: set[str] = set()
+        for event in events:
+            changed |= await self.consume(tx, event)
+        return changed
+
     def _detail(self, response: httpx.Response) -> str:
         """A short reason from a problem+json or similar body, kept with the dead letter."""
         try:
