@@ -20,6 +20,7 @@ from hub.ports import (
     ProfileSource,
     Record,
     Tx,
+    dialect_insert,
     utcnow,
 )
 
@@ -78,20 +79,23 @@ class BuiltinCRM:
     # ContactRegistry
     async def upsert_customer(self, tx: Tx, facts: CustomerFacts) -> str | None:
         now = utcnow()
-        row = (await tx.execute(select(crm_customers).where(crm_customers.c.id == facts.customer_id))).first()
-        if row is None:
-            await tx.execute(
-                crm_customers.insert().values(
-                    id=facts.customer_id,
-                    name=facts.name,
-                    emails=list(dict.fromkeys(facts.emails)),
-                    phones=list(dict.fromkeys(facts.phones)),
-                    attributes=dict(facts.attributes),
-                    created_at=now,
-                    updated_at=now,
-                )
+        # Most upserts are new customers: one statement for them; an existing one is read after.
+        inserted = await tx.execute(
+            dialect_insert(tx, crm_customers)
+            .values(
+                id=facts.customer_id,
+                name=facts.name,
+                emails=list(dict.fromkeys(facts.emails)),
+                phones=list(dict.fromkeys(facts.phones)),
+                attributes=dict(facts.attributes),
+                created_at=now,
+                updated_at=now,
             )
+            .on_conflict_do_nothing(index_elements=[crm_customers.c.id])
+        )
+        if inserted.rowcount == 1:
             return None
+        row = (await tx.execute(select(crm_customers).where(crm_customers.c.id == facts.customer_id))).one()
         if _merged(row, facts) == _current(row):
             return None  # a returning visitor with nothing new: no write, and `updatedAt` stays true
         row = (

@@ -101,19 +101,28 @@ class ContactService:
         # finds the winner's customer.
         for attempt in range(3):
             try:
-                started = await self._start_once(channel, keys, name)
+                started, mine = await self._start_once(channel, keys, name)
             except IntegrityError:
                 if attempt == 2:
                     raise
                 continue
             self._committed(self._registry_system, [started.customer_id])
             self._known_customers[started.customer_id] = True
+            for key in mine:  # committed: the visitor's next contact need not look them up
+                self._known_keys[key] = started.customer_id
             return started
         raise AssertionError("unreachable")
 
-    async def _start_once(self, channel: Channel, keys: Sequence[Key], name: str | None) -> Started:
+    async def _start_once(
+        self, channel: Channel, keys: Sequence[Key], name: str | None
+    ) -> tuple[Started, list[Key]]:
         async with self._engine.begin() as tx:
-            found = await self._graph.lookup(tx, keys)
+            # A key once linked stays with its customer: only keys not seen linked before are looked up.
+            known = self._known_keys
+            found = {k: known[k] for k in keys if k in known}
+            unsure = [k for k in keys if k not in found]
+            if unsure:
+                found.update(await self._graph.lookup(tx, unsure))
             customer_id = _strongest(found)
             created = customer_id is None
             if customer_id is None:
@@ -124,7 +133,8 @@ class ContactService:
                 raise IntegrityError("first contact raced with another", None, Exception("key taken"))
             mine = [k for k in keys if found.get(k) == customer_id or k in linked]
             facts = _facts(customer_id, name, mine, {})
-            await self._tell_registry(tx, facts)
+            if created or linked or name:  # a returning visitor with nothing new: the registry knows
+                await self._tell_registry(tx, facts)
             contact = Contact(
                 id=f"con_{uuid.uuid4().hex[:20]}",
                 customer_id=customer_id,
@@ -159,7 +169,7 @@ class ContactService:
                     self._customer_event(CUSTOMER_CREATED if created else CUSTOMER_UPDATED, facts, contact.id)
                 )
             await self._record(tx, customer_id, events)
-        return Started(contact, customer_id, created)
+        return Started(contact, customer_id, created), mine
 
     async def _tell_registry(self, tx: Tx, facts: CustomerFacts) -> None:
         own_id = await self._registry.upsert_customer(tx, facts)

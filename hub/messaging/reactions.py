@@ -20,6 +20,7 @@ from hub.messaging.changes import changed, read_changed
 from hub.model import HUB_SYSTEM
 
 log = logging.getLogger(__name__)
+ANNOUNCED_AT_MOST = 500  # customer ids per announcement
 
 
 class ChangeReactions:
@@ -40,7 +41,10 @@ class ChangeReactions:
         self._notify = notify
         self._wake_relay = wake_relay
         self._publish = publish
-        self._announcing: set[asyncio.Task[None]] = set()
+        # Changes committed while an announcement is on its way go out together in the next one: one
+        # message per broker round trip under load, none delayed when the hub is quiet.
+        self._waiting: dict[str, dict[str, None]] = {}
+        self._sender: asyncio.Task[None] | None = None
 
     def committed(self, system: str, customer_ids: Iterable[str]) -> None:
         """This process committed a change of `system`'s data: react, and tell the other processes."""
@@ -48,9 +52,21 @@ class ChangeReactions:
         self._react(system, ids)
         self._wake_relay()
         if ids:
-            task = asyncio.create_task(self._announce(changed(self._instance, system, ids)))
-            self._announcing.add(task)
-            task.add_done_callback(self._announcing.discard)
+            self._waiting.setdefault(system, {}).update(dict.fromkeys(ids))
+            if self._sender is None:
+                self._sender = asyncio.create_task(self._send())
+
+    async def _send(self) -> None:
+        try:
+            while self._waiting:
+                waiting, self._waiting = self._waiting, {}
+                for system, ids in waiting.items():
+                    listed = list(ids)
+                    for at in range(0, len(listed), ANNOUNCED_AT_MOST):
+                        chunk = listed[at : at + ANNOUNCED_AT_MOST]
+                        await self._announce(changed(self._instance, system, chunk))
+        finally:
+            self._sender = None
 
     async def _announce(self, event: CloudEvent) -> None:
         try:
@@ -65,8 +81,8 @@ class ChangeReactions:
 
     async def close(self) -> None:
         """Wait for the announcements on their way (bounded by the bus's own timeout)."""
-        if self._announcing:
-            await asyncio.gather(*self._announcing, return_exceptions=True)
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
 
     async def heard(self, event: CloudEvent) -> None:
         """Another hub process changed customers' data (bus broadcast)."""
