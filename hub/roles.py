@@ -10,12 +10,14 @@ import enum
 from dataclasses import dataclass
 
 from hub.ports import (
+    BackOffice,
     ContactRegistry,
     DecisionEngine,
     EventConsumer,
     LeadManager,
     OutboundChannel,
     ProfileSource,
+    RequestRegistry,
 )
 
 
@@ -42,12 +44,18 @@ LEAD_MANAGER = "lead_manager"
 PROFILE_SOURCE = "profile_source"
 OUTBOUND_CHANNEL = "outbound_channel"
 EVENT_DESTINATION = "event_destination"
+REQUEST_REGISTRY = "request_registry"
+BACK_OFFICE = "back_office"
 
 ROLES: dict[str, Role] = {
     r.name: r
     for r in (
         Role(CONTACT_REGISTRY, ContactRegistry, many=False, required=True,
              summary="the CRM: told about customers and contacts, owns master data"),
+        Role(REQUEST_REGISTRY, RequestRegistry, many=False, required=False,
+             summary="the CRM's customer requests and their status history"),
+        Role(BACK_OFFICE, BackOffice, many=False, required=False,
+             summary="handles customer requests, straight through where it can"),
         Role(DECISION_ENGINE, DecisionEngine, many=False, required=True,
              summary="CM: offers and next best actions"),
         Role(LEAD_MANAGER, LeadManager, many=False, required=False,

@@ -18,6 +18,7 @@ from hub.config.settings import Settings
 from hub.core.contacts import ContactService
 from hub.core.decisions import Decisions
 from hub.core.events import EventService
+from hub.core.requests import RequestService
 from hub.core.translate import Translator
 from hub.core.view import ProfileCache, ViewAssembler
 from hub.events import CUSTOMER_CHANGED, CloudEvent
@@ -31,7 +32,14 @@ from hub.messaging.reactions import ChangeReactions
 from hub.messaging.retention import Retention
 from hub.messaging.scheduler import Scheduler
 from hub.registry import Systems, build_systems, load_mapping
-from hub.roles import CONTACT_REGISTRY, DECISION_ENGINE, EVENT_DESTINATION, PROFILE_SOURCE
+from hub.roles import (
+    BACK_OFFICE,
+    CONTACT_REGISTRY,
+    DECISION_ENGINE,
+    EVENT_DESTINATION,
+    PROFILE_SOURCE,
+    REQUEST_REGISTRY,
+)
 from hub.store.db import create_engine, migrate
 
 log = logging.getLogger(__name__)
@@ -52,6 +60,7 @@ class Wiring:
     events: EventService
     phone_region: str | None
     version: int
+    requests: RequestService | None = None  # None when no system plays request_registry
 
 
 class Hub:
@@ -184,9 +193,24 @@ class Hub:
             self.reactions.committed,
             self.pacing.turn,
         )
+        requests = None
+        if systems.players.get(REQUEST_REGISTRY):
+            back_office = systems.one(BACK_OFFICE) if systems.players.get(BACK_OFFICE) else None
+            requests = RequestService(
+                self.engine,
+                systems.system(REQUEST_REGISTRY),
+                systems.one(REQUEST_REGISTRY),
+                back_office,
+                contacts,
+                decisions,
+                self.outbox,
+                s.source,
+                self.reactions.committed,
+            )
         region = mapping.identity.default_phone_region or s.default_phone_region
         return Wiring(
-            mapping, located, systems, translator, decisions, contacts, views, events, region, version
+            mapping, located, systems, translator, decisions, contacts, views, events, region, version,
+            requests,
         )
 
     async def _consume_realtime(self, flows: Iterable[Flow]) -> None:

@@ -1,30 +1,47 @@
-"""The built-in CRM: customer master data, and its log of the contacts the hub registers with it.
+"""The built-in CRM: customer master data, its log of the contacts the hub registers with it, customer
+requests with their status history, and the products customers hold.
 
-It shares the hub's golden ids, so the mapping reads it by `key: id`."""
+It shares the hub's golden ids, so the mapping reads it by `key: id`. A sale closes when a customer
+accepts an offer (`contact.response` ACCEPTED, through a flow to the CRM) or when a quote for an offer is
+completed: the offer becomes one of the customer's `products` in the view."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.ports import (
     AdapterConfig,
     AdapterContext,
+    CloudEvent,
     Contact,
     ContactRegistry,
     CustomerFacts,
+    CustomerRequest,
+    EventConsumer,
     Health,
+    MalformedEvent,
+    PermanentError,
     ProfileSource,
+    PropositionResponse,
     Record,
+    RequestKind,
+    RequestRegistry,
+    RequestStatus,
+    StatusChange,
     Tx,
     dialect_insert,
+    read_contact_event,
     utcnow,
 )
 
-from .tables import MIGRATIONS, crm_contacts, crm_customers, metadata
+from .tables import MIGRATIONS, crm_contacts, crm_customers, crm_request_history, crm_requests, metadata
+
+SALE_EVENT = "contact.response"  # through a flow to the CRM: an ACCEPTED response closes a sale
 
 
 class CRMConfig(AdapterConfig):
@@ -34,7 +51,7 @@ class CRMConfig(AdapterConfig):
 class BuiltinCRM:
     """Entry point `builtin-crm`."""
 
-    ports: ClassVar[tuple[type, ...]] = (ProfileSource, ContactRegistry)
+    ports: ClassVar[tuple[type, ...]] = (ProfileSource, ContactRegistry, RequestRegistry, EventConsumer)
     Config = CRMConfig
     metadata = metadata
     migrations = MIGRATIONS
@@ -71,6 +88,7 @@ class BuiltinCRM:
                 "emails": list(r.emails),
                 "phones": list(r.phones),
                 "attributes": dict(r.attributes),
+                "products": list(r.products or []),
                 "updatedAt": r.updated_at.isoformat(),
             }
             for r in rows
@@ -88,6 +106,7 @@ class BuiltinCRM:
                 emails=list(dict.fromkeys(facts.emails)),
                 phones=list(dict.fromkeys(facts.phones)),
                 attributes=dict(facts.attributes),
+                products=[],
                 created_at=now,
                 updated_at=now,
             )
@@ -127,6 +146,161 @@ class BuiltinCRM:
             .where(crm_contacts.c.id == contact.id)
             .values(ended_at=contact.ended_at, outcome=contact.outcome)
         )
+
+    # RequestRegistry
+    async def add_request(self, tx: Tx, request: CustomerRequest) -> None:
+        now = utcnow()
+        await tx.execute(
+            crm_requests.insert().values(
+                id=request.id,
+                customer_id=request.customer_id,
+                contact_id=request.contact_id,
+                kind=request.kind.value,
+                subject=request.subject,
+                details=request.details,
+                offer_id=request.offer_id,
+                status=request.status.value,
+                created_at=request.created_at,
+                updated_at=now,
+            )
+        )
+        if request.history:
+            await tx.execute(
+                crm_request_history.insert(),
+                [_step(request.id, i, change) for i, change in enumerate(request.history)],
+            )
+        sold = _sold(request.kind, request.status, request.offer_id)
+        if sold:  # completed straight through
+            await self._hold(tx, request.customer_id, sold)
+
+    async def add_status(self, tx: Tx, request_id: str, change: StatusChange) -> None:
+        steps = (
+            await tx.execute(
+                select(crm_request_history.c.step)
+                .where(crm_request_history.c.request_id == request_id)
+                .order_by(crm_request_history.c.step.desc())
+                .limit(1)
+            )
+        ).scalar()
+        await tx.execute(crm_request_history.insert().values(**_step(request_id, (steps or 0) + 1, change)))
+        done = await tx.execute(
+            update(crm_requests)
+            .where(crm_requests.c.id == request_id)
+            .values(status=change.status.value, updated_at=utcnow())
+            .returning(crm_requests.c.customer_id, crm_requests.c.kind, crm_requests.c.offer_id)
+        )
+        row = done.first()
+        sold = _sold(RequestKind(row.kind), change.status, row.offer_id) if row else None
+        if row and sold:
+            await self._hold(tx, row.customer_id, sold)
+
+    # EventConsumer: accepted offers are sales
+    async def consume(self, tx: Tx, event: CloudEvent) -> set[str]:
+        if event.type != SALE_EVENT:
+            return set()
+        try:
+            contact = read_contact_event(event)
+        except MalformedEvent as exc:
+            raise PermanentError(str(exc)) from exc
+        if contact.response is not PropositionResponse.ACCEPTED or not contact.offer_id:
+            return set()
+        return await self._hold(tx, contact.customer_id, contact.offer_id)
+
+    async def _hold(self, tx: Tx, customer_id: str, offer_id: str) -> set[str]:
+        """The customer holds the offer as a product (once: a redelivery or a second sale adds nothing)."""
+        row = (
+            await tx.execute(
+                select(crm_customers.c.products).where(crm_customers.c.id == customer_id).with_for_update()
+            )
+        ).first()
+        held = list(row.products or []) if row else None
+        if held is None or offer_id in held:
+            return set()
+        await tx.execute(
+            update(crm_customers)
+            .where(crm_customers.c.id == customer_id)
+            .values(products=[*held, offer_id], updated_at=utcnow())
+        )
+        return {customer_id}
+
+    async def locked_request(self, tx: Tx, request_id: str) -> CustomerRequest | None:
+        row = (
+            await tx.execute(select(crm_requests).where(crm_requests.c.id == request_id).with_for_update())
+        ).first()
+        if row is None:
+            return None
+        return (await _with_history(tx, [row]))[0]
+
+    async def requests(self, request_ids: Sequence[str]) -> Mapping[str, CustomerRequest]:
+        ids = list(dict.fromkeys(request_ids))
+        if not ids:
+            return {}
+        async with self._reader.connect() as conn:
+            rows = (await conn.execute(select(crm_requests).where(crm_requests.c.id.in_(ids)))).all()
+            return {r.id: r for r in await _with_history(conn, rows)}
+
+    async def requests_of(self, customer_ids: Sequence[str]) -> Mapping[str, Sequence[CustomerRequest]]:
+        ids = list(dict.fromkeys(customer_ids))
+        if not ids:
+            return {}
+        async with self._reader.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(crm_requests)
+                    .where(crm_requests.c.customer_id.in_(ids))
+                    .order_by(crm_requests.c.created_at.desc(), crm_requests.c.id)
+                )
+            ).all()
+            found = await _with_history(conn, rows)
+        out: dict[str, list[CustomerRequest]] = defaultdict(list)
+        for request in found:
+            out[request.customer_id].append(request)
+        return out
+
+
+def _sold(kind: RequestKind, status: RequestStatus, offer_id: str | None) -> str | None:
+    """The offer a request sells: a completed quote for an offer is a closed sale."""
+    return offer_id if kind is RequestKind.QUOTE and status is RequestStatus.COMPLETED else None
+
+
+def _step(request_id: str, step: int, change: StatusChange) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "step": step,
+        "status": change.status.value,
+        "at": change.at,
+        "by": change.by,
+        "note": change.note,
+    }
+
+
+async def _with_history(conn: Tx, rows: Sequence[Any]) -> list[CustomerRequest]:
+    """The requests of `rows`, in their order, each with its history (one read for all)."""
+    if not rows:
+        return []
+    history: dict[str, list[StatusChange]] = defaultdict(list)
+    steps = await conn.execute(
+        select(crm_request_history)
+        .where(crm_request_history.c.request_id.in_([r.id for r in rows]))
+        .order_by(crm_request_history.c.request_id, crm_request_history.c.step)
+    )
+    for s in steps:
+        history[s.request_id].append(StatusChange(RequestStatus(s.status), s.at, s.by, s.note))
+    return [
+        CustomerRequest(
+            id=r.id,
+            customer_id=r.customer_id,
+            contact_id=r.contact_id,
+            kind=RequestKind(r.kind),
+            subject=r.subject,
+            details=r.details,
+            status=RequestStatus(r.status),
+            created_at=r.created_at,
+            history=tuple(history[r.id]),
+            offer_id=r.offer_id,
+        )
+        for r in rows
+    ]
 
 
 def _current(row: Any) -> tuple[Any, list[str], list[str], dict[str, Any]]:

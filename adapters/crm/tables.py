@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from sqlalchemy import JSON, Column, MetaData, String, Table
+from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, Text
 
 from hub.ports import UTCDateTime
 
@@ -19,6 +19,7 @@ crm_customers = Table(
     Column("attributes", JSON, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("products", JSON),  # what the customer holds (offer ids): closed sales, completed quotes
 )
 
 # The CRM's log of the contacts it was told about (the hub owns the contacts themselves).
@@ -31,4 +32,31 @@ crm_contacts = Table(
     Column("started_at", UTCDateTime(), nullable=False),
     Column("ended_at", UTCDateTime()),
     Column("outcome", String(200)),
+)
+
+# Customer requests (quote, service, complaint): the current status here, every status in the history.
+crm_requests = Table(
+    "crm_requests",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("customer_id", String(40), nullable=False, index=True),
+    Column("contact_id", String(40), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("details", Text),
+    Column("offer_id", String(80)),
+    Column("status", String(30), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+crm_request_history = Table(
+    "crm_request_history",
+    metadata,
+    Column("request_id", String(40), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("status", String(30), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("by", String(80), nullable=False),
+    Column("note", String(500)),
 )

@@ -10,10 +10,11 @@ from graphql import GraphQLError
 from strawberry.dataloader import DataLoader
 
 from hub import model
-from hub.core.errors import BadInput, SystemUnavailable
+from hub.core.errors import BadInput, NotConfigured, SystemUnavailable
 from hub.model import CustomerView, DecisionRequest, NextBestAction
 
 if TYPE_CHECKING:
+    from hub.core.requests import RequestService
     from hub.runtime import Hub, Wiring
 
 MAX_NBA_LIMIT = 20
@@ -32,6 +33,7 @@ class Context:
     customers: DataLoader[str, CustomerView | None] = field(init=False)
     contacts: DataLoader[str, list[model.Contact]] = field(init=False)
     nbas: DataLoader[DecisionRequest, list[NextBestAction]] = field(init=False)
+    requests: DataLoader[str, list[model.CustomerRequest]] = field(init=False)  # by customer
     # Errors that go with partial data (a system could not be read); the PartialData extension adds
     # them to the response.
     partial: list[GraphQLError] = field(default_factory=list)
@@ -44,6 +46,17 @@ class Context:
         self.customers = DataLoader(load_fn=self.wiring.views.load_many)
         self.contacts = DataLoader(load_fn=self.wiring.views.contacts_of)
         self.nbas = DataLoader(load_fn=self._decide)
+        self.requests = DataLoader(load_fn=self._requests_of)
+
+    def request_service(self) -> RequestService:
+        service = self.wiring.requests
+        if service is None:
+            raise NotConfigured("no system plays request_registry in the mapping: requests are off")
+        return service
+
+    async def _requests_of(self, customer_ids: Sequence[str]) -> list[list[model.CustomerRequest]]:
+        found = await self.request_service().of_customers(customer_ids)
+        return [list(found.get(cid, ())) for cid in customer_ids]
 
     async def _decide(
         self, requests: Sequence[DecisionRequest]

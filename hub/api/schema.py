@@ -22,6 +22,8 @@ from hub.api.types import (
     Contact,
     ContactEventInput,
     Customer,
+    CustomerRequest,
+    Flow,
     NextBestAction,
     Offer,
     Operations,
@@ -29,19 +31,24 @@ from hub.api.types import (
     RecordContactEventsPayload,
     StartContactInput,
     StartContactPayload,
+    SubmitRequestInput,
     SystemKeyInput,
 )
 from hub.core.errors import BadInput, NotFound, SystemUnavailable
 from hub.core.events import EventInput
+from hub.core.flows import flow_statuses
 from hub.core.identity import keys_from, normalize_token
 from hub.messaging.bus.base import BusError
-from hub.model import DecisionRequest, Key
+from hub.model import DecisionRequest, Key, RequestStatus
 
 I = Info[Context, None]  # noqa: E741
 MAX_CUSTOMERS = 100
 # Root fields whose answers may be kept whole (hub.api.answers) while their reads stay current. Default
 # deny: a root field not listed here is answered live every time.
 CACHEABLE_ROOTS = frozenset({"customer", "customers", "customerByKey", "__typename"})
+# Who a status set through the API came from, in the request's history (the caller's name once
+# callers are authenticated).
+BACK_OFFICE_AGENT = "backoffice"
 
 
 async def _customer(info: I, customer_id: str) -> Customer | None:
@@ -96,6 +103,12 @@ class Query:
         customer_id = await wiring.contacts.find(keys)
         return await _customer(info, customer_id) if customer_id else None
 
+    @strawberry.field(description="A customer request by id, with its status history; null when unknown.")
+    async def request(self, info: I, id: strawberry.ID) -> CustomerRequest | None:
+        found = await info.context.request_service().get([str(id)])
+        request = found.get(str(id))
+        return CustomerRequest.of(request) if request else None
+
     @strawberry.field(description="CM's offer catalog.")
     async def offers(self, info: I) -> list[Offer]:
         return [Offer.of(o) for o in await info.context.wiring.decisions.offers()]
@@ -114,6 +127,15 @@ class Query:
             relay_error=hub.relay.last_error,
             bus_error=bus_error,
         )
+
+    @strawberry.field(
+        description="The information flows of the mapping: source, destination, mode and schedule, what "
+        "waits for each destination, and when batch flows last ran and run next; for operators."
+    )
+    async def flows(self, info: I) -> list[Flow]:
+        hub = info.context.hub
+        statuses = await flow_statuses(info.context.wiring.mapping.flows, hub.scheduler, hub.bus)
+        return [Flow.of(s) for s in statuses]
 
 
 @strawberry.type
@@ -169,6 +191,28 @@ class Mutation:
     @strawberry.mutation(description="End a contact, with an optional outcome.")
     async def end_contact(self, info: I, contact_id: strawberry.ID, outcome: str | None = None) -> Contact:
         return Contact.of(await info.context.wiring.contacts.end(str(contact_id), outcome))
+
+    @strawberry.mutation(
+        description="Take in a customer request during an open contact: stored by the CRM with status OPEN "
+        "and handed to the back office (which may settle it at once)."
+    )
+    async def submit_request(self, info: I, input: SubmitRequestInput) -> CustomerRequest:
+        service = info.context.request_service()
+        offer_id = str(input.offer_id) if input.offer_id is not None else None
+        request = await service.submit(
+            str(input.contact_id), input.kind, input.subject, input.details, offer_id
+        )
+        return CustomerRequest.of(request)
+
+    @strawberry.mutation(
+        description="The back office moves a request on; a move RequestStatus does not allow is refused "
+        "(INVALID_TRANSITION) and changes nothing."
+    )
+    async def update_request_status(
+        self, info: I, id: strawberry.ID, status: RequestStatus, note: str | None = None
+    ) -> CustomerRequest:
+        service = info.context.request_service()
+        return CustomerRequest.of(await service.update_status(str(id), status, note, BACK_OFFICE_AGENT))
 
 
 @strawberry.type

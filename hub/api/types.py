@@ -11,12 +11,27 @@ from strawberry.types import Info
 
 from hub import model
 from hub.api.context import Context, check_limit
-from hub.model import Channel, ContactEventType, DecisionRequest, PropositionResponse
+from hub.config.mapping import FlowMode
+from hub.core.flows import FlowStatus
+from hub.model import (
+    Channel,
+    ContactEventType,
+    DecisionRequest,
+    PropositionResponse,
+    RequestKind,
+    RequestStatus,
+)
 
 # strawberry.enum registers the core's enums for GraphQL and returns them unchanged.
 strawberry.enum(Channel, description="A front-end channel that runs contacts.")
 strawberry.enum(ContactEventType, description="What happened during a contact.")
 strawberry.enum(PropositionResponse, description="A customer's answer to an offer.")
+strawberry.enum(RequestKind, description="What a customer request asks for.")
+strawberry.enum(
+    RequestStatus,
+    description="Where a customer request stands. Allowed moves: OPEN -> any other; IN_PROGRESS <-> "
+    "WAITING_FOR_CUSTOMER; either -> COMPLETED, REJECTED or CANCELLED; those three are final.",
+)
 
 
 @strawberry.type(description="A segment the customer is in, as decided by CM.")
@@ -89,6 +104,47 @@ class Offer:
         return cls(id=strawberry.ID(o.id), title=o.title, topics=list(o.topics), channels=list(o.channels))
 
 
+@strawberry.type(description="One status a request got: which, when, from whom, and why.")
+class RequestStatusChange:
+    status: RequestStatus
+    at: datetime
+    by: str
+    note: str | None
+
+    @classmethod
+    def of(cls, c: model.StatusChange) -> RequestStatusChange:
+        return cls(status=c.status, at=c.at, by=c.by, note=c.note)
+
+
+@strawberry.type(description="A customer request (quote, service, complaint), owned by the CRM.")
+class CustomerRequest:
+    id: strawberry.ID
+    kind: RequestKind
+    subject: str
+    details: str | None
+    status: RequestStatus
+    contact_id: strawberry.ID
+    customer_id: strawberry.ID
+    created_at: datetime
+    offer_id: strawberry.ID | None
+    history: list[RequestStatusChange] = strawberry.field(description="Every status it got, oldest first.")
+
+    @classmethod
+    def of(cls, r: model.CustomerRequest) -> CustomerRequest:
+        return cls(
+            id=strawberry.ID(r.id),
+            kind=r.kind,
+            subject=r.subject,
+            details=r.details,
+            status=r.status,
+            contact_id=strawberry.ID(r.contact_id),
+            customer_id=strawberry.ID(r.customer_id),
+            created_at=r.created_at,
+            offer_id=strawberry.ID(r.offer_id) if r.offer_id else None,
+            history=[RequestStatusChange.of(c) for c in r.history],
+        )
+
+
 @strawberry.type(description="One interaction of one customer in one channel.")
 class Contact:
     id: strawberry.ID
@@ -148,6 +204,13 @@ class Customer:
         # Read only when asked: a view without contacts waits for its systems alone.
         return [Contact.of(c) for c in await info.context.contacts.load(str(self.id))]
 
+    @strawberry.field(description="The customer's requests from the CRM, newest first; one status or all.")
+    async def requests(
+        self, info: Info[Context, None], status: RequestStatus | None = None
+    ) -> list[CustomerRequest]:
+        found = await info.context.requests.load(str(self.id))
+        return [CustomerRequest.of(r) for r in found if status is None or r.status is status]
+
     @strawberry.field(
         description="Per field of the view: the system that supplied the value and when it was read."
     )
@@ -203,6 +266,17 @@ class StartContactInput:
     name: str | None = None
 
 
+@strawberry.input
+class SubmitRequestInput:
+    contact_id: strawberry.ID
+    kind: RequestKind
+    subject: str = strawberry.field(description="1 to 200 characters.")
+    details: str | None = strawberry.field(default=None, description="At most 4000 characters.")
+    offer_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The offer a quote is for (CM's catalog): held as a product once completed."
+    )
+
+
 @strawberry.type
 class StartContactPayload:
     contact: Contact
@@ -243,3 +317,40 @@ class Operations:
     outbox_backlog: int
     relay_error: str | None
     bus_error: str | None = strawberry.field(description="Why queue figures are missing, when they are.")
+
+
+strawberry.enum(FlowMode, description="How a flow delivers: as events happen, or daily or weekly at a time.")
+
+
+@strawberry.type(description="An information flow of the mapping: its route, its mode, how far it has got.")
+class Flow:
+    name: str
+    source: str = strawberry.field(description="The system the events come from (`hub` for the hub's own).")
+    destination: str = strawberry.field(description="The system the flow delivers to.")
+    events: list[str] = strawberry.field(description="Routing-key patterns of the events it carries.")
+    mode: FlowMode
+    schedule: str = strawberry.field(description='When it delivers, e.g. "daily at 02:00 UTC".')
+    pending: int | None = strawberry.field(
+        description="Messages waiting in the flow's queue for its destination (a batch flow's events are "
+        "packed, so one may hold several); null when the broker cannot be asked."
+    )
+    last_run_at: datetime | None = strawberry.field(
+        description="When the batch flow's scheduled run last delivered; null for realtime or never run."
+    )
+    next_run_at: datetime | None = strawberry.field(
+        description="When the batch flow runs next (past while a run is overdue); null for realtime."
+    )
+
+    @classmethod
+    def of(cls, f: FlowStatus) -> Flow:
+        return cls(
+            name=f.name,
+            source=f.source,
+            destination=f.destination,
+            events=list(f.events),
+            mode=f.mode,
+            schedule=f.schedule,
+            pending=f.pending,
+            last_run_at=f.last_run_at,
+            next_run_at=f.next_run_at,
+        )

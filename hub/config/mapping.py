@@ -119,6 +119,17 @@ class Flow(Strict):
     at: time = time(2, 0)  # UTC time of day for daily and weekly delivery
     weekday: Weekday = Weekday.monday
 
+    @field_validator("weekday", mode="before")
+    @classmethod
+    def _weekday_by_name(cls, v: object) -> object:
+        # Architects write `weekday: monday` (README); 0-6 (Monday = 0) is accepted as well.
+        if isinstance(v, str) and not v.strip().isdigit():
+            name = v.strip().lower()
+            if name not in Weekday.__members__:
+                raise ValueError(f"{v!r} is not a weekday: {', '.join(Weekday.__members__)} (or 0-6)")
+            return Weekday[name]
+        return v
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:

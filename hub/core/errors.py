@@ -43,3 +43,17 @@ class TooManyEvents(BadInput):
 
 class SystemUnavailable(HubError):
     code = "SYSTEM_UNAVAILABLE"
+
+
+class UnknownRequest(NotFound):
+    code = "UNKNOWN_REQUEST"
+
+
+class InvalidTransition(HubError):
+    code = "INVALID_TRANSITION"
+
+
+class NotConfigured(HubError):
+    """The mapping gives no system the role this operation needs."""
+
+    code = "NOT_CONFIGURED"

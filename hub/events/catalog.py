@@ -93,6 +93,21 @@ class RequestStatusData(Payload):
     status: RequestStatus
     at: UTCTime
     note: str | None = Field(default=None, max_length=500)
+    by: str | None = Field(default=None, max_length=80)  # who gave the status: a channel, the back office
+
+
+class RequestSubmittedData(Payload):
+    """A customer request the CRM took in, for the back office to handle. Subject and correlationid as on
+    request.status; the back office answers with request.status events carrying the same requestId."""
+
+    requestId: Id = Field(min_length=1, max_length=40)
+    customerId: Id = Field(min_length=1, max_length=40)
+    contactId: Id = Field(min_length=1, max_length=40)
+    kind: RequestKind
+    subject: str = Field(min_length=1, max_length=200)
+    details: str | None = Field(default=None, max_length=4000)
+    offerId: str | None = Field(default=None, min_length=1, max_length=80)  # the offer a quote is for
+    at: UTCTime
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +124,7 @@ CUSTOMER_CREATED = "customer.created"
 CUSTOMER_UPDATED = "customer.updated"
 CUSTOMER_CHANGED = "hub.customer.changed"
 REQUEST_STATUS = "request.status"
+REQUEST_SUBMITTED = "request.submitted"
 
 # A contact event's kind -> its CloudEvent type.
 CONTACT_EVENT_TYPES: dict[ContactEventType, str] = {
@@ -134,6 +150,9 @@ CATALOG: dict[str, EventType] = {
             CUSTOMER_CHANGED, "hub", CustomerChanged, "A system's data changed for customers (cache, pushes)."
         ),
         EventType(REQUEST_STATUS, "request", RequestStatusData, "A customer request's status, from the CRM."),
+        EventType(
+            REQUEST_SUBMITTED, "request", RequestSubmittedData, "A new customer request, for the back office."
+        ),
     )
 }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -118,6 +118,21 @@ class Scheduler:
                 .values(last_run_at=now)
             )
             return result.rowcount == 1
+
+    async def runs(self, flows: Iterable[Flow]) -> dict[str, tuple[datetime | None, datetime]]:
+        """Each batch flow's last scheduled run (None before its first) and its next: the next due time,
+        or the last one while that run is overdue (the next round runs it, e.g. after downtime)."""
+        now = self._clock()
+        cursors = await self.cursors()
+        runs: dict[str, tuple[datetime | None, datetime]] = {}
+        for flow in flows:
+            if flow.mode is FlowMode.REALTIME:
+                continue
+            ran, due = cursors.get(flow.name), last_due(flow, now)
+            # A cursor still on the due time its schedule started from (see _claim) records no run.
+            last = None if ran is None or last_due(flow, ran) == ran else ran
+            runs[flow.name] = (last, due if ran is not None and ran < due else next_due(flow, now))
+        return runs
 
     async def cursors(self) -> dict[str, datetime]:
         async with self._engine.connect() as conn:

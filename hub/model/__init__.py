@@ -20,18 +20,27 @@ from hub.model.customer import (
     shape_of,
 )
 from hub.model.decision import DecisionRequest, NextBestAction, Offer
-from hub.model.request import RequestKind, RequestStatus
+from hub.model.request import (
+    TRANSITIONS,
+    CustomerRequest,
+    RequestKind,
+    RequestStatus,
+    StatusChange,
+    may_move,
+)
 
 __all__ = [
     "ATTRIBUTE_PREFIX",
     "GOLDEN_ID",
     "HUB_SYSTEM",
+    "TRANSITIONS",
     "UNIFIED_FIELDS",
     "Channel",
     "Contact",
     "ContactEvent",
     "ContactEventType",
     "CustomerFacts",
+    "CustomerRequest",
     "CustomerView",
     "DataProblem",
     "DecisionRequest",
@@ -46,6 +55,8 @@ __all__ = [
     "RequestStatus",
     "Segment",
     "Shape",
+    "StatusChange",
     "is_golden_id",
+    "may_move",
     "shape_of",
 ]

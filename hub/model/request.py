@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 
 class RequestKind(enum.StrEnum):
@@ -21,3 +23,55 @@ class RequestStatus(enum.StrEnum):
     COMPLETED = "COMPLETED"
     REJECTED = "REJECTED"
     CANCELLED = "CANCELLED"
+
+
+# Where a request may go from each status: one table, enforced by hub.core.requests. A closed request
+# (completed, rejected, cancelled) stays closed: the customer submits a new one.
+TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
+    RequestStatus.OPEN: frozenset({
+        RequestStatus.IN_PROGRESS, RequestStatus.WAITING_FOR_CUSTOMER, RequestStatus.COMPLETED,
+        RequestStatus.REJECTED, RequestStatus.CANCELLED,
+    }),
+    RequestStatus.IN_PROGRESS: frozenset({
+        RequestStatus.WAITING_FOR_CUSTOMER, RequestStatus.COMPLETED, RequestStatus.REJECTED,
+        RequestStatus.CANCELLED,
+    }),
+    RequestStatus.WAITING_FOR_CUSTOMER: frozenset({
+        RequestStatus.IN_PROGRESS, RequestStatus.COMPLETED, RequestStatus.REJECTED, RequestStatus.CANCELLED,
+    }),
+    RequestStatus.COMPLETED: frozenset(),
+    RequestStatus.REJECTED: frozenset(),
+    RequestStatus.CANCELLED: frozenset(),
+}
+
+
+def may_move(current: RequestStatus, to: RequestStatus) -> bool:
+    return to in TRANSITIONS[current]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One step of a request's life: the status it got, when, who gave it (a channel, the back office,
+    an agent) and why."""
+
+    status: RequestStatus
+    at: datetime
+    by: str
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRequest:
+    id: str
+    customer_id: str
+    contact_id: str
+    kind: RequestKind
+    subject: str
+    details: str | None
+    status: RequestStatus
+    created_at: datetime
+    history: tuple[StatusChange, ...] = ()  # oldest first; the last one is `status`
+    offer_id: str | None = None  # the offer a quote is for: held as a product once it is completed
+
+    def moved(self, change: StatusChange) -> CustomerRequest:
+        return replace(self, status=change.status, history=(*self.history, change))

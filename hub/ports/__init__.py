@@ -35,12 +35,16 @@ from hub.model import (
     ContactEvent,
     ContactEventType,
     CustomerFacts,
+    CustomerRequest,
     DecisionRequest,
     NextBestAction,
     Offer,
     OfferHistory,
     PropositionResponse,
+    RequestKind,
+    RequestStatus,
     Segment,
+    StatusChange,
     is_golden_id,
 )
 from hub.store.db import reading
@@ -143,6 +147,40 @@ class ContactRegistry(Protocol):
 
 
 @runtime_checkable
+class RequestRegistry(Protocol):
+    """The CRM's customer requests. The hub enforces the status transitions (hub.model.TRANSITIONS) and
+    writes in its transaction; the registry stores each request with its status history."""
+
+    async def add_request(self, tx: Tx, request: CustomerRequest) -> None:
+        """Store a new request with its history so far."""
+        ...
+
+    async def add_status(self, tx: Tx, request_id: str, change: StatusChange) -> None:
+        """Append a status to the request's history; it becomes the request's status."""
+        ...
+
+    async def locked_request(self, tx: Tx, request_id: str) -> CustomerRequest | None:
+        """The request with its history, held (FOR UPDATE) until `tx` ends; None when unknown."""
+        ...
+
+    async def requests(self, request_ids: Sequence[str]) -> Mapping[str, CustomerRequest]:
+        """Requests by id (unknown ids left out), read outside any transaction."""
+        ...
+
+    async def requests_of(self, customer_ids: Sequence[str]) -> Mapping[str, Sequence[CustomerRequest]]:
+        """Each customer's requests, newest first (customers without any left out)."""
+        ...
+
+
+@runtime_checkable
+class BackOffice(Protocol):
+    """Handles customer requests. Told of each new request in the hub's transaction; may settle it at
+    once (straight-through handling): the status changes it returns are applied like any other."""
+
+    async def hand_over(self, tx: Tx, request: CustomerRequest) -> Sequence[StatusChange]: ...
+
+
+@runtime_checkable
 class DecisionEngine(Protocol):
     async def offers(self) -> Sequence[Offer]: ...
 
@@ -216,6 +254,7 @@ __all__ = [
     "AdapterConfig",
     "AdapterContext",
     "AdapterError",
+    "BackOffice",
     "BatchEventConsumer",
     "Channel",
     "CloudEvent",
@@ -224,6 +263,7 @@ __all__ = [
     "ContactEventType",
     "ContactRegistry",
     "CustomerFacts",
+    "CustomerRequest",
     "DecisionEngine",
     "DecisionRequest",
     "EventConsumer",
@@ -243,8 +283,12 @@ __all__ = [
     "ProfileSource",
     "PropositionResponse",
     "Record",
+    "RequestKind",
+    "RequestRegistry",
+    "RequestStatus",
     "SecretStr",
     "Segment",
+    "StatusChange",
     "Tx",
     "UTCDateTime",
     "dialect_insert",

@@ -56,11 +56,13 @@ proves it):
 - a bad config is a MappingError naming the field with file and line, and without the secret;
 - secrets appear nowhere: not in stdout/stderr, logs (DEBUG), errors, reprs or check details, through
   build, start, check, fetch, consume, a dead backend and bad configs;
-- check() reports a dead backend within a bound (Health(ok=False) or AdapterError), ok when alive.
+- check() reports a dead backend within a bound (Health(ok=False) or AdapterError), ok when alive;
+- a request registry keeps each request with every status it got, oldest first; reads by request id
+  and by customer (newest first) leave out what is unknown.
 
 The kit only tests the ports an adapter declares: a test of an undeclared port is skipped, with the
 reason. Skipped is not failed: an adapter need not implement every port. ContactRegistry,
-DecisionEngine, LeadManager and OutboundChannel are checked for their methods only.
+DecisionEngine, BackOffice, LeadManager and OutboundChannel are checked for their methods only.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ import traceback
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -86,7 +89,20 @@ from hub.config.settings import Settings
 from hub.core.calls import call
 from hub.core.errors import SystemUnavailable
 from hub.events import CloudEvent
-from hub.ports import AdapterError, BatchEventConsumer, EventConsumer, Health, ProfileSource, ports_of
+from hub.ports import (
+    AdapterError,
+    BatchEventConsumer,
+    CustomerRequest,
+    EventConsumer,
+    Health,
+    ProfileSource,
+    RequestKind,
+    RequestRegistry,
+    RequestStatus,
+    StatusChange,
+    ports_of,
+    utcnow,
+)
 from hub.ports.proxy import TcpProxy
 from hub.registry import adapter_factories, build_systems, component_of, validate_config
 from hub.store.db import create_engine, migrate
@@ -270,6 +286,20 @@ class Kit:
                 log.warning("closing %s failed", type(adapter).__name__, exc_info=True)
 
 
+def _kit_request(customer_id: str, kind: RequestKind, at: datetime) -> CustomerRequest:
+    return CustomerRequest(
+        id=f"req_kit_{uuid.uuid4().hex[:12]}",
+        customer_id=customer_id,
+        contact_id=f"con_kit_{uuid.uuid4().hex[:12]}",
+        kind=kind,
+        subject=f"kit {kind.value.lower()}",
+        details=None,
+        status=RequestStatus.OPEN,
+        created_at=at,
+        history=(StatusChange(RequestStatus.OPEN, at, "WEBSITE"),),
+    )
+
+
 def port_methods(port: type) -> list[str]:
     return [n for n, v in vars(port).items() if not n.startswith("_") and inspect.isfunction(v)]
 
@@ -438,6 +468,38 @@ class AdapterKit:
             assert effects == 1, (
                 f"after a batch holding {event.id} twice, {attempt}x, the backend shows {effects} effects"
             )
+
+    @pytest.mark.asyncio
+    async def test_requests_keep_their_status_history(self, kit: Kit) -> None:
+        kit.needs(RequestRegistry)
+        adapter = await kit.started()
+        customer, other = kit.harness.new_key(), kit.harness.new_key()
+        now = utcnow()
+        older = _kit_request(customer, RequestKind.QUOTE, now - timedelta(minutes=5))
+        newer = _kit_request(customer, RequestKind.COMPLAINT, now)
+        for request in (older, newer):
+            async with kit.store.begin() as tx:
+                await kit.bounded(adapter.add_request(tx, request), "add_request()")
+        moved = StatusChange(RequestStatus.IN_PROGRESS, now + timedelta(seconds=1), "kit", "picked up")
+        async with kit.store.begin() as tx:
+            await kit.bounded(adapter.add_status(tx, older.id, moved), "add_status()")
+        async with kit.store.begin() as tx:
+            held = await kit.bounded(adapter.locked_request(tx, older.id), "locked_request()")
+            unknown = await kit.bounded(adapter.locked_request(tx, "req_kit_unknown"), "locked_request()")
+        assert held is not None and unknown is None, "locked_request(): the request, None when unknown"
+        assert held.status is RequestStatus.IN_PROGRESS, f"add_status() must set the status: {held}"
+        assert [c.status for c in held.history] == [RequestStatus.OPEN, RequestStatus.IN_PROGRESS], (
+            f"the history must keep every status, oldest first: {held.history}"
+        )
+        assert held.history[-1].by == "kit" and held.history[-1].note == "picked up"
+        assert (held.customer_id, held.contact_id) == (customer, older.contact_id), "ids kept as given"
+        assert (held.kind, held.subject) == (older.kind, older.subject)
+
+        found = await kit.bounded(adapter.requests([older.id, "req_kit_unknown", newer.id]), "requests()")
+        assert set(found) == {older.id, newer.id}, f"requests() must leave out unknown ids: {sorted(found)}"
+        by_customer = await kit.bounded(adapter.requests_of([customer, other]), "requests_of()")
+        assert set(by_customer) == {customer}, "requests_of() must leave out customers without requests"
+        assert [r.id for r in by_customer[customer]] == [newer.id, older.id], "newest first"
 
     @pytest.mark.asyncio
     async def test_bad_config_is_reported_cleanly(self, kit: Kit) -> None:

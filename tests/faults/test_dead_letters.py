@@ -25,7 +25,9 @@ async def test_malformed_messages_are_dead_lettered_with_a_reason_and_replay_is_
 ):
     settings = settings_for()
     hub = await start_hub(settings)
-    flow = next(f for f in hub.mapping.flows if "contact.response" in f.events)
+    # A type one destination alone subscribes to (contact.response also goes to the CRM: two copies).
+    flow = next(f for f in hub.mapping.flows if "contact.proposition.shown" in f.events)
+    assert [f for f in hub.mapping.flows if "contact.proposition.shown" in f.events] == [flow]
     assert flow.mode is FlowMode.REALTIME
     async with api(hub) as client:
         contact_id, customer_id, offer = await first_offer(client, "poison@example.com")
@@ -37,7 +39,7 @@ async def test_malformed_messages_are_dead_lettered_with_a_reason_and_replay_is_
         not_json = b"this is {not json"
         not_cloudevent = json.dumps({"hello": "world", "id": 7}).encode()
         wrong_data = CloudEvent(
-            type="contact.response", source="urn:test", subject=customer_id, data={"colour": "blue"}
+            type="contact.proposition.shown", source="urn:test", subject=customer_id, data={"colour": "blue"}
         )
         connection = await aio_pika.connect(rabbitmq_url)
         try:
@@ -47,7 +49,7 @@ async def test_malformed_messages_are_dead_lettered_with_a_reason_and_replay_is_
             async def publish(body: bytes, message_id: str | None = None) -> None:
                 await exchange.publish(
                     aio_pika.Message(body, message_id=message_id, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                    routing_key="contact.response",
+                    routing_key="contact.proposition.shown",
                     mandatory=True,
                 )
 

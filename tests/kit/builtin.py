@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.config import SHIPPED_MAPPINGS
 from hub.events import CONTACT_EVENT_TYPES, CloudEvent, contact_event_data
-from hub.model import Channel, ContactEvent, ContactEventType
+from hub.model import Channel, ContactEvent, ContactEventType, PropositionResponse
 from hub.ports import utcnow
 from hub.ports.proxy import TcpProxy
 from hub.ports.testing import ProxiedHarness
@@ -85,6 +85,30 @@ class CRMHarness(StoreHarness):
                  "attributes": {"tier": "gold"}, "created_at": now, "updated_at": now}
                 for k in keys
             ])
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self._sales: dict[str, tuple[str, str]] = {}  # event id -> (customer, offer)
+
+    async def sample_event(self) -> CloudEvent:
+        """An accepted offer: a closed sale the CRM records as a product of the customer."""
+        customer = self.new_key()
+        await self.seed([customer])
+        offer = f"kit-offer-{uuid.uuid4().hex[:8]}"
+        accepted = ContactEvent(id=str(uuid.uuid4()), type=ContactEventType.PROPOSITION_RESPONSE,
+                                customer_id=customer, contact_id="kit-contact", channel=Channel.SHOP,
+                                occurred_at=utcnow(), offer_id=offer, response=PropositionResponse.ACCEPTED)
+        self._sales[accepted.id] = (customer, offer)
+        return CloudEvent(type=CONTACT_EVENT_TYPES[accepted.type], source="urn:kit", id=accepted.id,
+                          subject=customer, data=contact_event_data(accepted).to_data())
+
+    async def effects(self, event_id: str) -> int:
+        """How often the sale's offer is among the customer's products."""
+        customer, offer = self._sales[event_id]
+        async with self.direct.connect() as conn:
+            products = (await conn.execute(select(crm_customers.c.products).where(
+                crm_customers.c.id == customer))).scalar_one_or_none()
+        return list(products or []).count(offer)
 
 
 class CMHarness(StoreHarness):

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any, ClassVar, TypeVar
 
@@ -22,11 +23,14 @@ from hub.events import CloudEvent
 from hub.ports import (
     AdapterConfig,
     AdapterContext,
+    CustomerRequest,
     EventConsumer,
     Health,
     ProfileSource,
     Record,
+    RequestRegistry,
     SecretStr,
+    StatusChange,
     Tx,
 )
 from hub.ports.testing import BaseHarness
@@ -42,6 +46,7 @@ class MemorySystem:
         self.records: dict[str, dict[str, Any]] = {}
         self.applied: dict[str, int] = {}  # event id -> times applied
         self.idempotency_keys: set[str] = set()
+        self.requests: dict[str, CustomerRequest] = {}
         self.calls = 0
         self.delay = 0.0
         self.down = False
@@ -119,7 +124,7 @@ class MemoryConfig(AdapterConfig):
 class _Core:
     """Everything but consume: a pool of connections, dropped when a request did not complete."""
 
-    ports: ClassVar[tuple[type, ...]] = (ProfileSource, EventConsumer)
+    ports: ClassVar[tuple[type, ...]] = (ProfileSource, EventConsumer, RequestRegistry)
     Config: ClassVar[type[AdapterConfig]] = MemoryConfig
     reuse_unfinished = False  # the classic bug: back to the pool with an answer still to come
 
@@ -163,6 +168,29 @@ class _Core:
         if not ids:
             return {}
         return await self.ask(lambda s: s.lookup(ids))
+
+    # RequestRegistry: an external system's, so `tx` is ignored
+    async def add_request(self, tx: Tx, request: CustomerRequest) -> None:
+        await self.ask(lambda s: s.requests.__setitem__(request.id, request))
+
+    async def add_status(self, tx: Tx, request_id: str, change: StatusChange) -> None:
+        await self.ask(lambda s: s.requests.__setitem__(request_id, s.requests[request_id].moved(change)))
+
+    async def locked_request(self, tx: Tx, request_id: str) -> CustomerRequest | None:
+        return await self.ask(lambda s: s.requests.get(request_id))
+
+    async def requests(self, request_ids: Sequence[str]) -> Mapping[str, CustomerRequest]:
+        return await self.ask(lambda s: {i: s.requests[i] for i in request_ids if i in s.requests})
+
+    async def requests_of(self, customer_ids: Sequence[str]) -> Mapping[str, Sequence[CustomerRequest]]:
+        def of(s: MemorySystem) -> dict[str, list[CustomerRequest]]:
+            out: dict[str, list[CustomerRequest]] = {}
+            for r in sorted(s.requests.values(), key=lambda r: r.created_at, reverse=True):
+                if r.customer_id in customer_ids:
+                    out.setdefault(r.customer_id, []).append(r)
+            return out
+
+        return await self.ask(of)
 
 
 class MemoryAdapter(_Core):
@@ -214,6 +242,17 @@ class BatchTwice(MemoryAdapter):
         for event in events:
             await self.ask(lambda s, e=event: s.apply(e.id, idempotency_key=None))
         return set()
+
+
+class ForgetsHistory(MemoryAdapter):
+    """Keeps a request's latest status and drops the ones before it."""
+
+    async def add_status(self, tx: Tx, request_id: str, change: StatusChange) -> None:
+        def keep(s: MemorySystem) -> None:
+            request = s.requests[request_id]
+            s.requests[request_id] = replace(request, status=change.status, history=(change,))
+
+        await self.ask(keep)
 
 
 class EchoingConfig(MemoryConfig):
@@ -296,6 +335,7 @@ ADAPTERS: dict[str, type] = {
     "kit-mem-poisoned": Poisoned,
     "kit-mem-not-idempotent": NotIdempotent,
     "kit-mem-batch-twice": BatchTwice,
+    "kit-mem-forgets-history": ForgetsHistory,
     "kit-mem-echoes-secret": EchoesSecretInConfigError,
     "kit-mem-logs-secret": LogsSecret,
     "kit-mem-dead-is-healthy": DeadIsHealthy,

@@ -29,6 +29,7 @@ KIT_TESTS = {
     "config": "test_bad_config_is_reported_cleanly",
     "secrets": "test_secrets_never_appear",
     "dead": "test_check_reports_a_dead_backend",
+    "requests": "test_requests_keep_their_status_history",
 }
 # Entry point -> the kit tests it must fail (and it must pass the others).
 MUST_FAIL = {
@@ -40,6 +41,7 @@ MUST_FAIL = {
     "kit-mem-poisoned": {"timeout"},
     "kit-mem-not-idempotent": {"event", "batch-event"},
     "kit-mem-batch-twice": {"batch-event"},
+    "kit-mem-forgets-history": {"requests"},
     "kit-mem-echoes-secret": {"config", "secrets"},
     "kit-mem-logs-secret": {"secrets"},
     "kit-mem-dead-is-healthy": {"dead"},

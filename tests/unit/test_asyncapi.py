@@ -24,9 +24,11 @@ from hub.events import (
     CONTACT_EVENT_TYPES,
     CUSTOMER_CREATED,
     REQUEST_STATUS,
+    REQUEST_SUBMITTED,
     CloudEvent,
     MalformedEvent,
     RequestStatusData,
+    RequestSubmittedData,
     contact_event_data,
     make,
     new_id,
@@ -46,9 +48,10 @@ ASYNCAPI = ROOT / "schema" / "asyncapi.yaml"
 
 EMITTED = set(CATALOG)
 PLANNED = {"lead.created", "lead.response"}
-# Catalogued types no hub use case emits yet (the CRM's producer comes with customer requests): each is
-# checked on a sample built the way its producer must build it (below), until the scenario emits it.
-SAMPLED = {REQUEST_STATUS}
+# Catalogued types the contact scenario below does not emit: the request events, which hub.core.requests
+# writes (and an external CRM may publish). Each is checked on a sample built the way that producer builds
+# it (below); move a type out once the scenario emits it.
+SAMPLED = {REQUEST_SUBMITTED, REQUEST_STATUS}
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +275,7 @@ def test_amqp_binding_matches_the_rabbitmq_bus(doc):
         correlation = correlation_of(doc, event_type)
         assert correlation["location"] == "$message.payload#/correlationid"
     assert correlation_of(doc, REQUEST_STATUS) == doc["components"]["correlationIds"]["request"]
+    assert correlation_of(doc, REQUEST_SUBMITTED) == doc["components"]["correlationIds"]["request"]
     assert correlation_of(doc, "contact.response") == doc["components"]["correlationIds"]["contact"]
 
 
@@ -453,7 +457,7 @@ async def emitted(tmp_path) -> list[CloudEvent]:
 async def test_every_emitted_event_validates_against_its_message(doc, emitted):
     # The scenario covers every type but the sampled ones (move a type out of SAMPLED once it does).
     assert {e.type for e in emitted} == EMITTED - SAMPLED
-    emitted = [*emitted, request_status_event()]
+    emitted = [*emitted, request_submitted_event(), request_status_event()]
     for event in emitted:
         envelope = event.to_dict()
         assert validate(doc, payload_schema(doc, event.type), envelope) == [], event.type
@@ -480,18 +484,92 @@ def test_documented_data_keys_equal_the_catalog_payload(doc, event_type):
     assert collect(doc, schema, "required") == fields
 
 
+# --- request.submitted: a sample, built as hub.core.requests builds it -----------------------------
+
+
+def request_submitted_event(
+    kind: RequestKind = RequestKind.QUOTE,
+    details: str | None = "a 20-year fixed rate",
+    offer_id: str | None = OFFER,
+) -> CloudEvent:
+    """subject = the customer, correlationid = the request (as on request.status)."""
+    customer_id = f"cus_{uuid.uuid4().hex[:20]}"
+    request_id = f"req_{uuid.uuid4().hex[:20]}"
+    data = RequestSubmittedData(
+        requestId=request_id, customerId=customer_id, contactId=f"con_{uuid.uuid4().hex[:20]}", kind=kind,
+        subject="Mortgage quote", details=details, offerId=offer_id, at=datetime.now(UTC),
+    )
+    return make(REQUEST_SUBMITTED, data, source=Settings().source, subject=customer_id,
+                correlationid=request_id)
+
+
+@pytest.mark.parametrize("kind", list(RequestKind))
+def test_request_submitted_envelope_and_data_validate(doc, kind):
+    bare = kind is RequestKind.COMPLAINT  # no details, no offer: null, yet present
+    event = request_submitted_event(kind, None if bare else "details", None if bare else OFFER)
+    envelope = event.to_dict()
+    assert validate(doc, payload_schema(doc, REQUEST_SUBMITTED), envelope) == []
+    assert collect(doc, payload_schema(doc, REQUEST_SUBMITTED), "properties") == set(envelope)
+    schema = data_schema(doc, REQUEST_SUBMITTED)
+    assert validate(doc, schema, event.data) == []
+    assert collect(doc, schema, "required") == set(event.data) == collect(doc, schema, "properties")
+    assert envelope["subject"] == event.data["customerId"]
+    assert envelope["correlationid"] == event.data["requestId"]
+    assert read(event, RequestSubmittedData).kind is kind
+
+
+def test_the_validator_rejects_request_submitted_that_breaks_the_contract(doc):
+    schema = data_schema(doc, REQUEST_SUBMITTED)
+    event = request_submitted_event()
+    good = event.data
+    assert validate(doc, schema, good) == []
+    assert validate(doc, schema, {**good, "kind": "PRAISE"})
+    assert validate(doc, schema, {**good, "contactId": "CON-1"})  # not a hub contact id
+    assert validate(doc, schema, {**good, "subject": None})
+    assert validate(doc, schema, {**good, "at": "2024-05-01T10:00:00"})  # no offset
+    for key in ("details", "offerId"):
+        assert any(f"missing {key!r}" in e for e in validate(doc, schema, {k: v for k, v in good.items() if k != key}))
+    envelope = payload_schema(doc, REQUEST_SUBMITTED)
+    assert validate(doc, envelope, {**event.to_dict(), "subject": "CRM-1"})  # not a golden id
+    assert validate(doc, envelope, {k: v for k, v in event.to_dict().items() if k != "correlationid"})
+    assert validate(doc, payload_schema(doc, REQUEST_STATUS), event.to_dict())  # wrong type for the channel
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"kind": "PRAISE"}, "data.kind"),
+        ({"requestId": ""}, "data.requestId"),
+        ({"contactId": "c" * 41}, "data.contactId"),
+        ({"subject": ""}, "data.subject"),
+        ({"subject": "s" * 201}, "data.subject"),
+        ({"details": "d" * 4001}, "data.details"),
+        ({"offerId": ""}, "data.offerId"),
+        ({"at": "yesterday"}, "data.at"),
+    ],
+)
+def test_a_bad_request_submitted_is_malformed(change, where):
+    event = request_submitted_event()
+    bad = CloudEvent(type=REQUEST_SUBMITTED, source="urn:t", data={**event.data, **change})
+    with pytest.raises(MalformedEvent) as info:
+        read(bad, RequestSubmittedData)
+    assert f"{REQUEST_SUBMITTED} {bad.id}: {where}:" in str(info.value)
+
+
 # --- request.status: a sample, built as the CRM's producer must build it ----------------------------
 
 
 def request_status_event(
-    status: RequestStatus = RequestStatus.IN_PROGRESS, note: str | None = "called back"
+    status: RequestStatus = RequestStatus.IN_PROGRESS,
+    note: str | None = "called back",
+    by: str | None = "back office",
 ) -> CloudEvent:
     """subject = the customer, correlationid = the request, time = when the request got the status."""
     customer_id = f"cus_{uuid.uuid4().hex[:20]}"
     at = datetime.now(UTC) - timedelta(hours=5)
     data = RequestStatusData(
         requestId="REQ-2026-000123", customerId=customer_id, kind=RequestKind.COMPLAINT, status=status,
-        at=at, note=note,
+        at=at, note=note, by=by,
     )
     return make(REQUEST_STATUS, data, source=Settings().source, subject=customer_id,
                 correlationid=data.requestId, time=at)
@@ -499,7 +577,8 @@ def request_status_event(
 
 @pytest.mark.parametrize("status", list(RequestStatus))
 def test_request_status_envelope_and_data_validate(doc, status):
-    event = request_status_event(status, note=None if status is RequestStatus.OPEN else "a note")
+    opened = status is RequestStatus.OPEN  # as on submission: no note, given by the channel
+    event = request_status_event(status, note=None if opened else "a note", by="WEBSITE" if opened else None)
     envelope = event.to_dict()
     assert validate(doc, payload_schema(doc, REQUEST_STATUS), envelope) == []
     assert collect(doc, payload_schema(doc, REQUEST_STATUS), "properties") == set(envelope)
@@ -511,11 +590,13 @@ def test_request_status_envelope_and_data_validate(doc, status):
     assert read(event, RequestStatusData).status is status
 
 
-def test_request_status_enums_are_the_models(doc):
-    properties = data_schema(doc, REQUEST_STATUS)
-    properties = resolve(doc, properties["$ref"])["properties"]
-    assert properties["kind"]["enum"] == [k.value for k in RequestKind]
-    assert properties["status"]["enum"] == [s.value for s in RequestStatus]
+def test_request_enums_are_the_models(doc):
+    def enum(event_type: str, key: str) -> list[str]:
+        schema = resolve(doc, data_schema(doc, event_type)["$ref"])["properties"][key]
+        return (resolve(doc, schema["$ref"]) if "$ref" in schema else schema)["enum"]
+
+    assert enum(REQUEST_STATUS, "kind") == enum(REQUEST_SUBMITTED, "kind") == [k.value for k in RequestKind]
+    assert enum(REQUEST_STATUS, "status") == [s.value for s in RequestStatus]
 
 
 def test_the_validator_rejects_request_status_that_breaks_the_contract(doc):
@@ -526,7 +607,9 @@ def test_the_validator_rejects_request_status_that_breaks_the_contract(doc):
     assert validate(doc, schema, {**good, "status": "DONE"})
     assert validate(doc, schema, {**good, "kind": "PRAISE"})
     assert validate(doc, schema, {**good, "at": "2024-05-01T10:00:00"})  # no offset
-    assert any("missing 'note'" in e for e in validate(doc, schema, {k: v for k, v in good.items() if k != "note"}))
+    for key in ("note", "by"):
+        assert any(f"missing {key!r}" in e for e in validate(doc, schema, {k: v for k, v in good.items() if k != key}))
+    assert validate(doc, schema, {**good, "by": 7})
     envelope = payload_schema(doc, REQUEST_STATUS)
     assert validate(doc, envelope, {**event.to_dict(), "subject": "CRM-1"})  # not a golden id
     assert validate(doc, envelope, {k: v for k, v in event.to_dict().items() if k != "correlationid"})
@@ -544,6 +627,7 @@ def test_the_validator_rejects_request_status_that_breaks_the_contract(doc):
         ({"customerId": "c" * 41}, "data.customerId"),
         ({"at": "yesterday"}, "data.at"),
         ({"note": "n" * 501}, "data.note"),
+        ({"by": "b" * 81}, "data.by"),
     ],
 )
 def test_a_bad_request_status_is_malformed(change, where):
@@ -555,8 +639,9 @@ def test_a_bad_request_status_is_malformed(change, where):
 
 
 def test_a_naive_request_status_time_is_utc():
+    """Also: a CRM that does not say who gave the status (no `by`) is read."""
     event = request_status_event()
-    naive = CloudEvent(type=REQUEST_STATUS, source="urn:t",
-                       data={**event.data, "at": "2026-03-10T12:00:00", "note": None})
+    data = {k: v for k, v in event.data.items() if k != "by"}
+    naive = CloudEvent(type=REQUEST_STATUS, source="urn:t", data={**data, "at": "2026-03-10T12:00:00", "note": None})
     data = read(naive, RequestStatusData)
-    assert data.at == datetime(2026, 3, 10, 12, tzinfo=UTC) and data.note is None
+    assert data.at == datetime(2026, 3, 10, 12, tzinfo=UTC) and data.note is None and data.by is None

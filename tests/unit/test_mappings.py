@@ -101,5 +101,7 @@ def test_problems_carry_line_and_column(mappings):
 def test_a_role_played_by_a_system_without_the_port_points_at_the_role(mappings):
     path = mappings / "hub.yaml"
     path.write_text(path.read_text().replace("    adapter: builtin-crm\n", "    adapter: builtin-cm\n", 1))
-    (problem,) = problems_of(mappings)
-    assert ":12:3: roles.contact_registry: system 'crm' (builtin-cm) does not implement ContactRegistry" in problem
+    problems = problems_of(mappings)
+    assert len(problems) == 2, problems
+    assert ":12:3: roles.contact_registry: system 'crm' (builtin-cm) does not implement ContactRegistry" in problems[0]
+    assert ":14:3: roles.request_registry: system 'crm' (builtin-cm) does not implement RequestRegistry" in problems[1]

@@ -49,7 +49,7 @@ def test_a_configured_rest_system_plays_both_roles():
     ("extra", "profile", "flow", "field", "port"),
     [
         ("events: {path: /events}", "profile: {name: name}", False, "systems.loyalty.profile", "ProfileSource"),
-        ('fetch: {by_key: {path: "/m/{key}"}}', "profile: {name: name}", True, "flows[3].destination",
+        ('fetch: {by_key: {path: "/m/{key}"}}', "profile: {name: name}", True, "flows[4].destination",
          "EventConsumer"),
     ],
 )

@@ -1,0 +1,5 @@
+"""Built-in back office: a work queue for people, and straight-through handling for configured kinds."""
+
+from .adapter import BuiltinBackOffice
+
+__all__ = ["BuiltinBackOffice"]
