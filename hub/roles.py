@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from hub.ports import (
     BackOffice,
+    CampaignPlanner,
     ContactRegistry,
     DecisionEngine,
     EventConsumer,
@@ -46,6 +47,7 @@ OUTBOUND_CHANNEL = "outbound_channel"
 EVENT_DESTINATION = "event_destination"
 REQUEST_REGISTRY = "request_registry"
 BACK_OFFICE = "back_office"
+CAMPAIGN_PLANNER = "campaign_planner"
 
 ROLES: dict[str, Role] = {
     r.name: r
@@ -58,6 +60,8 @@ ROLES: dict[str, Role] = {
              summary="handles customer requests, straight through where it can"),
         Role(DECISION_ENGINE, DecisionEngine, many=False, required=True,
              summary="CM: offers and next best actions"),
+        Role(CAMPAIGN_PLANNER, CampaignPlanner, many=False, required=False,
+             summary="CM's outbound campaigns: one lead per eligible customer"),
         Role(LEAD_MANAGER, LeadManager, many=False, required=False,
              summary="LM: plans outbound leads over the outbound channels"),
         Role(PROFILE_SOURCE, ProfileSource, many=True, required=False,

@@ -4,6 +4,7 @@ stops them, and swaps in a new mapping on reload. It decides nothing of its own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
 import uuid
@@ -18,6 +19,7 @@ from hub.config.settings import Settings
 from hub.core.contacts import ContactService
 from hub.core.decisions import Decisions
 from hub.core.events import EventService
+from hub.core.leads import Campaigns, LeadDispatcher, Outbound, Responses
 from hub.core.requests import RequestService
 from hub.core.translate import Translator
 from hub.core.view import ProfileCache, ViewAssembler
@@ -34,9 +36,12 @@ from hub.messaging.scheduler import Scheduler
 from hub.registry import Systems, build_systems, load_mapping
 from hub.roles import (
     BACK_OFFICE,
+    CAMPAIGN_PLANNER,
     CONTACT_REGISTRY,
     DECISION_ENGINE,
     EVENT_DESTINATION,
+    LEAD_MANAGER,
+    OUTBOUND_CHANNEL,
     PROFILE_SOURCE,
     REQUEST_REGISTRY,
 )
@@ -61,6 +66,9 @@ class Wiring:
     phone_region: str | None
     version: int
     requests: RequestService | None = None  # None when no system plays request_registry
+    campaigns: Campaigns | None = None  # None unless systems play campaign_planner and lead_manager
+    responses: Responses | None = None  # None unless a system plays lead_manager
+    outbound: Outbound | None = None
 
 
 class Hub:
@@ -149,11 +157,15 @@ class Hub:
         self.relay.start()
         self.retention = Retention(self.engine, s.outbox_retention_seconds, s.processed_retention_seconds)
         self.retention.start()
+        self.dispatcher = LeadDispatcher(
+            lambda: self.wiring.outbound, s.public_url, s.outbound_interval_seconds, s.outbound_batch
+        )
         self._consume = consume
         self._consuming: set[str] = set()
         if consume:
             await self._consume_realtime(mapping.flows)
             self.scheduler.start()
+            self.dispatcher.start()
         self._started = True
 
     def _wire(self, mapping: HubMapping, located: Located, systems: Systems, version: int) -> Wiring:
@@ -207,10 +219,24 @@ class Hub:
                 s.source,
                 self.reactions.committed,
             )
+        campaigns = responses = outbound = None
+        if systems.players.get(LEAD_MANAGER):
+            lm = systems.one(LEAD_MANAGER)
+            responses = Responses(self.engine, lm, self.outbox, s.source)
+            registry = systems.system(CONTACT_REGISTRY)
+            outbound = Outbound(
+                lm,
+                systems.all(OUTBOUND_CHANNEL),
+                # The CRM's current name, email and address, at send time.
+                functools.partial(views.current, registry),
+            )
+            if systems.players.get(CAMPAIGN_PLANNER):
+                planner = systems.one(CAMPAIGN_PLANNER)
+                campaigns = Campaigns(self.engine, planner, lm, decisions, self.outbox, s.source)
         region = mapping.identity.default_phone_region or s.default_phone_region
         return Wiring(
             mapping, located, systems, translator, decisions, contacts, views, events, region, version,
-            requests,
+            requests, campaigns, responses, outbound,
         )
 
     async def _consume_realtime(self, flows: Iterable[Flow]) -> None:
@@ -230,6 +256,7 @@ class Hub:
             task.cancel()
         steps = (
             ("scheduler", self.scheduler.stop),
+            ("lead dispatcher", self.dispatcher.stop),
             ("retention", self.retention.stop),
             ("outbox relay", self.relay.stop),
             ("late decisions", self.wiring.decisions.close),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,10 +25,13 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.events import REQUEST_STATUS, RequestStatusData
+from hub.events import LEAD_RESPONSE, REQUEST_STATUS, RequestStatusData
 from hub.ports import (
     AdapterConfig,
     AdapterContext,
+    CampaignPlan,
+    CampaignPlanner,
+    Channel,
     CloudEvent,
     ContactEvent,
     ContactEventType,
@@ -35,6 +39,9 @@ from hub.ports import (
     DecisionRequest,
     EventConsumer,
     Health,
+    Lead,
+    LeadChannel,
+    LeadResponseData,
     MalformedEvent,
     NextBestAction,
     Offer,
@@ -42,8 +49,10 @@ from hub.ports import (
     ProfileSource,
     PropositionResponse,
     Record,
+    Segment,
     Tx,
     dialect_insert,
+    new_lead_code,
     read,
     read_contact_event,
     utcnow,
@@ -51,7 +60,7 @@ from hub.ports import (
 from hub_adapters.cm import policy
 from hub_adapters.cm.catalog import Catalog, load_catalog
 from hub_adapters.cm.policy import CustomerState
-from hub_adapters.cm.tables import MIGRATIONS, cm_offer_learning, cm_profiles, metadata
+from hub_adapters.cm.tables import MIGRATIONS, cm_campaigns, cm_offer_learning, cm_profiles, metadata
 
 CONTACT_EVENT_TYPES = frozenset(
     {"contact.proposition.shown", "contact.response", "contact.interest.shown", "contact.banner.click"}
@@ -75,7 +84,7 @@ class CMConfig(AdapterConfig):
 class BuiltinCM:
     """The built-in CM adapter (entry point `builtin-cm`)."""
 
-    ports: ClassVar[tuple[type, ...]] = (ProfileSource, DecisionEngine, EventConsumer)
+    ports: ClassVar[tuple[type, ...]] = (ProfileSource, DecisionEngine, EventConsumer, CampaignPlanner)
     # Also BatchEventConsumer (consume_batch): not a role's port, so not in `ports`.
     Config = CMConfig
     metadata = metadata
@@ -193,12 +202,85 @@ class BuiltinCM:
             self._learning_at = time.monotonic()
         return self._learning
 
+    # --- CampaignPlanner -------------------------------------------------------------------------
+
+    async def plan(self, tx: Tx, campaign: CampaignPlan) -> Sequence[Lead]:
+        """One lead per eligible customer, over the first of the campaign's channels that the offer and
+        the customer allow. Eligible: the offer's segment rules, not removed or suppressed for the
+        customer, and the customer's contact preferences (attributes `doNotContact: true`, `optOut:
+        "EMAIL,PRINT"`). A letter may carry any offer; email and call center only offers
+        listed for those channels."""
+        catalog = self.catalog
+        now = self._clock()
+        offer = next(o for o in catalog.offers if o.id == campaign.offer_id)
+        names = {s.id: s.name for s in catalog.segments}
+        if campaign.customer_ids:
+            states = await self._read_many(tx, list(dict.fromkeys(campaign.customer_ids)))
+            candidates = list(states.items())
+        else:
+            candidates = await self._profiles(tx)
+        leads: list[Lead] = []
+        for customer_id, state in candidates:
+            member = {s.id for s in policy.segments_of(state, catalog.segments, now)}
+            if campaign.segment_id is not None and campaign.segment_id not in member:
+                continue
+            if policy._eligible_by(offer, member, names) is None:
+                continue
+            st = state.offers.get(offer.id)
+            if st is not None and (st.removed or (st.suppressed_until and st.suppressed_until > now)):
+                continue
+            channel = _reachable_by(campaign.channels, offer.channels, state.attributes)
+            if channel is None:
+                continue
+            dec = policy.decision_id(customer_id, None, state.version, catalog.version, [offer.id])
+            leads.append(Lead(
+                id=f"lead_{uuid.uuid4().hex[:20]}", code=new_lead_code(), campaign_id=campaign.id,
+                customer_id=customer_id, offer_id=offer.id, title=offer.title, channel=channel,
+                decision_id=dec, created_at=now,
+            ))
+        await tx.execute(cm_campaigns.insert().values(
+            id=campaign.id, offer_id=campaign.offer_id, segment_id=campaign.segment_id,
+            channels=[c.value for c in campaign.channels], customer_ids=list(campaign.customer_ids),
+            planned=len(leads), created_at=campaign.created_at,
+        ))
+        return leads
+
+    async def segments(self) -> Sequence[Segment]:
+        return [Segment(s.id, s.name) for s in self.catalog.segments]
+
+    async def campaigns(self, campaign_ids: Sequence[str]) -> Mapping[str, CampaignPlan]:
+        ids = list(dict.fromkeys(campaign_ids))
+        if not ids:
+            return {}
+        async with self._reader.connect() as conn:
+            rows = (await conn.execute(select(cm_campaigns).where(cm_campaigns.c.id.in_(ids)))).all()
+        return {
+            r.id: CampaignPlan(
+                id=r.id, offer_id=r.offer_id, channels=tuple(LeadChannel(c) for c in r.channels),
+                segment_id=r.segment_id, customer_ids=tuple(r.customer_ids), created_at=r.created_at,
+            )
+            for r in rows
+        }
+
+    async def _profiles(self, conn: AsyncConnection) -> list[tuple[str, CustomerState]]:
+        """Every customer CM knows (a segment's campaign looks at all of them)."""
+        out = []
+        rows = await conn.execute(
+            select(cm_profiles.c.customer_id, cm_profiles.c.state, cm_profiles.c.version)
+            .order_by(cm_profiles.c.customer_id)
+        )
+        for row in rows:
+            state = CustomerState.from_dict(row.state)
+            state.version = row.version
+            out.append((row.customer_id, state))
+        return out
+
     # --- EventConsumer ---------------------------------------------------------------------------
 
     async def consume(self, tx: Tx, event: CloudEvent) -> set[str]:
         catalog = self.catalog
         now = self._clock()
-        if event.type in CONTACT_EVENT_TYPES:
+        if event.type in CONTACT_EVENT_TYPES or event.type == LEAD_RESPONSE:
             contact = _read_contact_event(event)
             state, version = await self._locked(tx, contact.customer_id, now)
             new = policy.apply_event(state, contact, now, catalog)
@@ -235,7 +317,7 @@ class BuiltinCM:
         now = self._clock()
         parsed: list[tuple[str, ContactEvent | RequestStatusData | dict[str, Any]]] = []
         for event in events:
-            if event.type in CONTACT_EVENT_TYPES:
+            if event.type in CONTACT_EVENT_TYPES or event.type == LEAD_RESPONSE:
                 contact = _read_contact_event(event)
                 parsed.append((contact.customer_id, contact))
             elif event.type in CUSTOMER_EVENTS:
@@ -396,11 +478,44 @@ def _normalise(event: ContactEvent) -> ContactEvent:
 
 
 def _read_contact_event(event: CloudEvent) -> ContactEvent:
+    """A contact event; a response to an outbound lead is read as the response to its offer."""
     try:
-        contact = read_contact_event(event)
+        contact = _lead_response(event) if event.type == LEAD_RESPONSE else read_contact_event(event)
     except MalformedEvent as exc:
         raise PermanentError(str(exc)) from exc
     return _normalise(contact)
+
+
+def _reachable_by(
+    wanted: Sequence[LeadChannel], offered: Sequence[Channel], attributes: Mapping[str, Any]
+) -> LeadChannel | None:
+    """The first wanted channel the offer may go by and the customer has not opted out of."""
+    if attributes.get("doNotContact") is True:
+        return None
+    raw = attributes.get("optOut")  # "EMAIL" or "EMAIL,PRINT" (attributes are scalars), or a list
+    parts = raw if isinstance(raw, list) else str(raw).split(",") if raw else []
+    opted_out = {str(c).strip().upper() for c in parts}
+    for channel in wanted:
+        if channel.value in opted_out:
+            continue
+        if channel is LeadChannel.PRINT or channel.value in {c.value for c in offered}:
+            return channel
+    return None
+
+
+def _lead_response(event: CloudEvent) -> ContactEvent:
+    data = read(event, LeadResponseData)
+    return ContactEvent(
+        id=event.id,
+        type=ContactEventType.PROPOSITION_RESPONSE,
+        customer_id=data.customerId,
+        contact_id=data.leadId,
+        channel=data.channel,
+        occurred_at=data.at,
+        offer_id=data.offerId,
+        response=data.response,
+        decision_id=data.decisionId,
+    )
 
 
 def _read_request_status(event: CloudEvent) -> RequestStatusData:

@@ -30,3 +30,16 @@ cm_offer_learning = Table(
     Column("shown", BigInteger, nullable=False, default=0),
     Column("accepted", BigInteger, nullable=False, default=0),
 )
+
+# Outbound campaigns CM planned: which offer, over which channels, to whom, and how many leads it made.
+cm_campaigns = Table(
+    "cm_campaigns",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("offer_id", String(80), nullable=False),
+    Column("segment_id", String(80)),
+    Column("channels", JSON, nullable=False),
+    Column("customer_ids", JSON, nullable=False),
+    Column("planned", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)

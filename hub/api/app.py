@@ -22,6 +22,7 @@ from strawberry.types import ExecutionResult
 from hub.api.answers import AnswerCache, CachedAnswers
 from hub.api.context import Context
 from hub.api.extensions import ensure_code
+from hub.api.links import routes as link_routes
 from hub.api.schema import build_schema
 from hub.config import Settings
 from hub.config.watch import MappingWatcher
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
             Route("/graphql", http_graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
+            *link_routes(hub),
         ],
         lifespan=lifespan,
     )

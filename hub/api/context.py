@@ -14,7 +14,9 @@ from hub.core.errors import BadInput, NotConfigured, SystemUnavailable
 from hub.model import CustomerView, DecisionRequest, NextBestAction
 
 if TYPE_CHECKING:
+    from hub.core.leads import Campaigns, Responses
     from hub.core.requests import RequestService
+    from hub.ports import LeadManager
     from hub.runtime import Hub, Wiring
 
 MAX_NBA_LIMIT = 20
@@ -53,6 +55,21 @@ class Context:
         if service is None:
             raise NotConfigured("no system plays request_registry in the mapping: requests are off")
         return service
+
+    def campaigns(self) -> Campaigns:
+        if self.wiring.campaigns is None:
+            raise NotConfigured("no systems play campaign_planner and lead_manager: campaigns are off")
+        return self.wiring.campaigns
+
+    def responses(self) -> Responses:
+        if self.wiring.responses is None:
+            raise NotConfigured("no system plays lead_manager in the mapping: leads are off")
+        return self.wiring.responses
+
+    def lead_manager(self) -> LeadManager:
+        if self.wiring.outbound is None:
+            raise NotConfigured("no system plays lead_manager in the mapping: leads are off")
+        return self.wiring.outbound.lm
 
     async def _requests_of(self, customer_ids: Sequence[str]) -> list[list[model.CustomerRequest]]:
         found = await self.request_service().of_customers(customer_ids)

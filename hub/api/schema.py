@@ -18,12 +18,15 @@ from strawberry.types import Info
 from hub.api.context import Context, check_limit
 from hub.api.extensions import AnswerPolicy, PartialData, limit_rules
 from hub.api.types import (
+    Campaign,
     Channel,
     Contact,
     ContactEventInput,
     Customer,
     CustomerRequest,
     Flow,
+    LaunchCampaignInput,
+    Lead,
     NextBestAction,
     Offer,
     Operations,
@@ -39,7 +42,7 @@ from hub.core.events import EventInput
 from hub.core.flows import flow_statuses
 from hub.core.identity import keys_from, normalize_token
 from hub.messaging.bus.base import BusError
-from hub.model import DecisionRequest, Key, RequestStatus
+from hub.model import DecisionRequest, Key, PropositionResponse, RequestStatus
 
 I = Info[Context, None]  # noqa: E741
 MAX_CUSTOMERS = 100
@@ -49,6 +52,7 @@ CACHEABLE_ROOTS = frozenset({"customer", "customers", "customerByKey", "__typena
 # Who a status set through the API came from, in the request's history (the caller's name once
 # callers are authenticated).
 BACK_OFFICE_AGENT = "backoffice"
+MAX_CALLBACKS = 200
 
 
 async def _customer(info: I, customer_id: str) -> Customer | None:
@@ -108,6 +112,29 @@ class Query:
         found = await info.context.request_service().get([str(id)])
         request = found.get(str(id))
         return CustomerRequest.of(request) if request else None
+
+    @strawberry.field(description="An outbound lead by id; null when unknown.")
+    async def lead(self, info: I, id: strawberry.ID) -> Lead | None:
+        if not 0 < len(str(id)) <= 40:
+            return None
+        found = await info.context.lead_manager().leads([str(id)])
+        lead = found.get(str(id))
+        return Lead.of(lead) if lead else None
+
+    @strawberry.field(description="An outbound campaign with its leads and their counts; null when unknown.")
+    async def campaign(self, info: I, id: strawberry.ID) -> Campaign | None:
+        found = await info.context.campaigns().get([str(id)])
+        campaign = found.get(str(id))
+        return Campaign.of(campaign) if campaign else None
+
+    @strawberry.field(
+        description="The call center's work list: call-center leads sent and not answered yet, oldest first "
+        f"(at most {MAX_CALLBACKS}); an agent records the outcome with recordLeadResponse."
+    )
+    async def callbacks(self, info: I, limit: int = 20) -> list[Lead]:
+        if not 1 <= limit <= MAX_CALLBACKS:
+            raise BadInput(f"limit must be between 1 and {MAX_CALLBACKS}", field="limit")
+        return [Lead.of(lead) for lead in await info.context.lead_manager().callbacks(limit)]
 
     @strawberry.field(description="CM's offer catalog.")
     async def offers(self, info: I) -> list[Offer]:
@@ -191,6 +218,26 @@ class Mutation:
     @strawberry.mutation(description="End a contact, with an optional outcome.")
     async def end_contact(self, info: I, contact_id: strawberry.ID, outcome: str | None = None) -> Contact:
         return Contact.of(await info.context.wiring.contacts.end(str(contact_id), outcome))
+
+    @strawberry.mutation(
+        description="CM plans one lead per eligible customer of the segment or list (the offer's rules and "
+        "the customers' contact preferences respected) and hands them to LM, which sends them within each "
+        "channel's capacity."
+    )
+    async def launch_campaign(self, info: I, input: LaunchCampaignInput) -> Campaign:
+        ids = [str(c) for c in input.customer_ids] if input.customer_ids is not None else None
+        segment = str(input.segment_id) if input.segment_id is not None else None
+        campaign = await info.context.campaigns().launch(str(input.offer_id), segment, ids, input.channels)
+        return Campaign.of(campaign)
+
+    @strawberry.mutation(
+        description="A customer's response to a lead, by its code, through any channel: recorded once "
+        "(the same response again changes nothing) and passed to CM."
+    )
+    async def record_lead_response(
+        self, info: I, code: str, channel: Channel, response: PropositionResponse
+    ) -> Lead:
+        return Lead.of(await info.context.responses().record(code, channel, response))
 
     @strawberry.mutation(
         description="Take in a customer request during an open contact: stored by the CRM with status OPEN "

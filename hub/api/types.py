@@ -13,10 +13,14 @@ from hub import model
 from hub.api.context import Context, check_limit
 from hub.config.mapping import FlowMode
 from hub.core.flows import FlowStatus
+from hub.core.leads import Campaign as CampaignView
 from hub.model import (
+    CampaignStatus,
     Channel,
     ContactEventType,
     DecisionRequest,
+    LeadChannel,
+    LeadStatus,
     PropositionResponse,
     RequestKind,
     RequestStatus,
@@ -354,3 +358,95 @@ class Flow:
             last_run_at=f.last_run_at,
             next_run_at=f.next_run_at,
         )
+
+
+strawberry.enum(LeadChannel, name="OutboundChannel", description="A channel that delivers outbound leads.")
+strawberry.enum(LeadStatus, description="Where a lead stands with LM.")
+strawberry.enum(CampaignStatus, description="PLANNED while any lead waits for its channel; DONE after.")
+
+
+@strawberry.type(description="An outbound offer for one customer over one channel (CM plans, LM sends).")
+class Lead:
+    id: strawberry.ID
+    code: str = strawberry.field(description="What the customer carries back: in the link, on the letter.")
+    offer_id: strawberry.ID
+    title: str
+    customer_id: strawberry.ID
+    campaign_id: strawberry.ID | None
+    channel: LeadChannel
+    status: LeadStatus
+    sent_at: datetime | None
+    responded_at: datetime | None
+    response: PropositionResponse | None
+    response_channel: Channel | None = strawberry.field(description="Where the response came in.")
+    decision_id: strawberry.ID
+    detail: str | None = strawberry.field(description="The channel's delivery id, or why it failed.")
+
+    @strawberry.field(description="The customer the lead is for (the unified view).")
+    async def customer(self, info: Info[Context, None]) -> Customer | None:
+        view = await info.context.customers.load(str(self.customer_id))
+        return Customer.of(view) if view else None
+
+    @classmethod
+    def of(cls, lead: model.Lead) -> Lead:
+        return cls(
+            id=strawberry.ID(lead.id),
+            code=lead.code,
+            offer_id=strawberry.ID(lead.offer_id),
+            title=lead.title,
+            customer_id=strawberry.ID(lead.customer_id),
+            campaign_id=strawberry.ID(lead.campaign_id) if lead.campaign_id else None,
+            channel=lead.channel,
+            status=lead.status,
+            sent_at=lead.sent_at,
+            responded_at=lead.responded_at,
+            response=lead.response,
+            response_channel=Channel(lead.response_channel) if lead.response_channel else None,
+            decision_id=strawberry.ID(lead.decision_id),
+            detail=lead.detail,
+        )
+
+
+@strawberry.type(description="A campaign's leads counted: planned, sent (or answered), responded, accepted.")
+class CampaignStats:
+    planned: int
+    sent: int
+    responded: int
+    accepted: int
+
+
+@strawberry.type(description="An outbound campaign: an offer over channels to a segment or a customer list.")
+class Campaign:
+    id: strawberry.ID
+    offer_id: strawberry.ID
+    segment_id: strawberry.ID | None
+    channels: list[LeadChannel]
+    status: CampaignStatus
+    created_at: datetime
+    leads: list[Lead]
+    stats: CampaignStats
+
+    @classmethod
+    def of(cls, c: CampaignView) -> Campaign:
+        s = c.stats
+        return cls(
+            id=strawberry.ID(c.plan.id),
+            offer_id=strawberry.ID(c.plan.offer_id),
+            segment_id=strawberry.ID(c.plan.segment_id) if c.plan.segment_id else None,
+            channels=list(c.plan.channels),
+            status=c.status,
+            created_at=c.plan.created_at,
+            leads=[Lead.of(lead) for lead in c.leads],
+            stats=CampaignStats(planned=s.planned, sent=s.sent, responded=s.responded, accepted=s.accepted),
+        )
+
+
+@strawberry.input
+class LaunchCampaignInput:
+    offer_id: strawberry.ID
+    segment_id: strawberry.ID | None = None
+    customer_ids: list[strawberry.ID] | None = strawberry.field(default=None, description="At most 10,000.")
+    channels: list[LeadChannel] = strawberry.field(
+        default_factory=list, description="In order of preference: each customer gets one lead, by the "
+        "first of these the offer and the customer's contact preferences allow."
+    )

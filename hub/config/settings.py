@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -61,3 +63,25 @@ class Settings(BaseSettings):
     reload_on_change: bool = True
     # How long adapters of a replaced mapping stay open for requests still running on them.
     reload_grace_seconds: float = 30.0
+    # The hub's own address as customers reach it: the base of the links in outbound messages (the
+    # response link that records an answer, the unsubscribe link).
+    public_url: str = "http://127.0.0.1:8000"
+    # Outbound leads: how often LM is asked for due leads per channel, and at most how many per round
+    # (one round is one batch: one SMTP session, one print file).
+    outbound_interval_seconds: float = 5.0
+    outbound_batch: int = 100
+    # Where a customer who follows an email's response link lands (offer= and code= are added); empty:
+    # the hub's own /thanks page.
+    landing_url: str = ""
+    # The SMTP server of the email channel (adapter email-smtp). smtp_tls: "none" (plain), "starttls"
+    # (upgrade after connecting; fails when the server does not offer it) or "tls" (TLS from the start,
+    # usually port 465). Login only when smtp_username is set. smtp_from is the From of every email
+    # ("offers@shop.example" or "Shop <offers@shop.example>"); a channel's config may override it.
+    # smtp_timeout_seconds bounds each step of a session (connect, each command) and the health check.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "offers@markiting-hub.local"
+    smtp_timeout_seconds: float = 10.0

@@ -19,6 +19,7 @@ from hub.model import (
     Channel,
     ContactEvent,
     ContactEventType,
+    LeadChannel,
     PropositionResponse,
     RequestKind,
     RequestStatus,
@@ -110,6 +111,32 @@ class RequestSubmittedData(Payload):
     at: UTCTime
 
 
+class LeadCreatedData(Payload):
+    """An outbound lead CM planned, for LM to deliver. Subject: the customer; correlationid: the lead."""
+
+    leadId: Id = Field(min_length=1, max_length=40)
+    code: str = Field(min_length=4, max_length=40)
+    campaignId: Id | None = Field(default=None, max_length=40)
+    customerId: Id = Field(min_length=1, max_length=40)
+    offerId: str = Field(min_length=1, max_length=80)
+    title: str = Field(min_length=1, max_length=200)
+    channel: LeadChannel
+    decisionId: str = Field(min_length=1, max_length=120)
+    at: UTCTime
+
+
+class LeadResponseData(Payload):
+    """A customer's response to a lead, through any channel, correlated by LM: CM learns from it."""
+
+    leadId: Id = Field(min_length=1, max_length=40)
+    customerId: Id = Field(min_length=1, max_length=40)
+    offerId: str = Field(min_length=1, max_length=80)
+    decisionId: str = Field(min_length=1, max_length=120)
+    channel: Channel  # where the response came in (the email's link: EMAIL)
+    response: PropositionResponse
+    at: UTCTime
+
+
 @dataclass(frozen=True, slots=True)
 class EventType:
     type: str  # the CloudEvent type, which is the routing key
@@ -125,6 +152,8 @@ CUSTOMER_UPDATED = "customer.updated"
 CUSTOMER_CHANGED = "hub.customer.changed"
 REQUEST_STATUS = "request.status"
 REQUEST_SUBMITTED = "request.submitted"
+LEAD_CREATED = "lead.created"
+LEAD_RESPONSE = "lead.response"
 
 # A contact event's kind -> its CloudEvent type.
 CONTACT_EVENT_TYPES: dict[ContactEventType, str] = {
@@ -153,6 +182,8 @@ CATALOG: dict[str, EventType] = {
         EventType(
             REQUEST_SUBMITTED, "request", RequestSubmittedData, "A new customer request, for the back office."
         ),
+        EventType(LEAD_CREATED, "lead", LeadCreatedData, "An outbound lead CM planned, for LM."),
+        EventType(LEAD_RESPONSE, "lead", LeadResponseData, "A customer's response to a lead, for CM."),
     )
 }
 

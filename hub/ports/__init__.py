@@ -16,9 +16,10 @@ hub then holds no write transaction while it answers.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
@@ -27,9 +28,19 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.config.loader import Located, MappingError, Problem, load_located, validate
-from hub.events import CATALOG, CloudEvent, MalformedEvent, read, read_contact_event, utcnow
+from hub.events import (
+    CATALOG,
+    CloudEvent,
+    LeadCreatedData,
+    LeadResponseData,
+    MalformedEvent,
+    read,
+    read_contact_event,
+    utcnow,
+)
 from hub.model import (
     GOLDEN_ID,
+    CampaignPlan,
     Channel,
     Contact,
     ContactEvent,
@@ -37,10 +48,16 @@ from hub.model import (
     CustomerFacts,
     CustomerRequest,
     DecisionRequest,
+    Delivery,
+    DeliveryOutcome,
+    Lead,
+    LeadChannel,
+    LeadStatus,
     NextBestAction,
     Offer,
     OfferHistory,
     PropositionResponse,
+    Recipient,
     RequestKind,
     RequestStatus,
     Segment,
@@ -209,33 +226,78 @@ class BatchEventConsumer(Protocol):
     async def consume_batch(self, tx: Tx, events: Sequence[CloudEvent]) -> Collection[str]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Lead:
-    """An outbound offer from CM for one customer, to be delivered through an outbound channel."""
+@runtime_checkable
+class CampaignPlanner(Protocol):
+    """CM's side of an outbound campaign: one lead per eligible customer (the offer's eligibility, its
+    channels and the customer's contact preferences respected), each with a decision id. The leads go
+    to LM as `lead.created` events written by the hub in the same transaction."""
 
-    id: str
-    customer_id: str
-    offer_id: str
-    channel: str
-    campaign_id: str | None = None
+    async def plan(self, tx: Tx, campaign: CampaignPlan) -> Sequence[Lead]: ...
+
+    async def segments(self) -> Sequence[Segment]:
+        """CM's segments, the ones a campaign may target."""
+        ...
+
+    async def campaigns(self, campaign_ids: Sequence[str]) -> Mapping[str, CampaignPlan]:
+        """Campaigns by id (unknown ids left out)."""
+        ...
 
 
 @runtime_checkable
 class LeadManager(Protocol):
-    async def take(self, tx: Tx, leads: Sequence[Lead]) -> None:
-        """Accept leads for planning over the outbound channels."""
+    """LM owns leads: it takes them from CM (as `lead.created` events, through a flow: an LM is an
+    EventConsumer too), hands out the due ones within each channel's capacity, records what became of
+    each and the customer's response."""
+
+    async def claim(self, channel: LeadChannel, limit: int) -> Sequence[Lead]:
+        """Up to `limit` due leads of the channel, within its capacity now; they become SENDING."""
+        ...
+
+    async def settle(self, outcomes: Mapping[str, DeliveryOutcome]) -> None:
+        """Lead id -> outcome: SENT, FAILED, or back to PLANNED for a later try (temporary)."""
+        ...
+
+    async def leads(self, lead_ids: Sequence[str]) -> Mapping[str, Lead]: ...
+
+    async def by_code(self, code: str) -> Lead | None: ...
+
+    async def of_campaigns(self, campaign_ids: Sequence[str]) -> Mapping[str, Sequence[Lead]]: ...
+
+    async def callbacks(self, limit: int) -> Sequence[Lead]:
+        """Call-center leads on the agents' list (sent, not answered), oldest first."""
+        ...
+
+    async def respond(
+        self, tx: Tx, code: str, channel: str, response: PropositionResponse, at: datetime
+    ) -> tuple[Lead, bool] | None:
+        """Record the customer's response to the lead with `code`: the lead, and whether it is new (the
+        same answer again is counted once); None for an unknown code."""
+        ...
+
+    async def unsubscribe(self, tx: Tx, code: str) -> Lead | None:
+        """The customer of the lead with `code` wants no more leads over its channel (None: unknown)."""
         ...
 
 
 @runtime_checkable
 class OutboundChannel(Protocol):
-    async def capacity(self, day: date) -> int:
-        """How many leads the channel can deliver on `day`."""
+    """Delivers leads: email, print, call center. `channel` says which outbound channel it is; a batch
+    is what LM handed out in one round (one SMTP session, one print file)."""
+
+    channel: LeadChannel
+
+    async def deliver(self, batch: Sequence[Delivery]) -> Sequence[DeliveryOutcome]:
+        """One outcome per delivery, in order."""
         ...
 
-    async def deliver(self, lead: Lead, address: Mapping[str, Any]) -> str:
-        """Deliver one lead to the current address; returns the channel's delivery id."""
-        ...
+
+LEAD_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: a code is read out over the phone
+
+
+def new_lead_code() -> str:
+    """A lead's code, e.g. K7M2-QX9P: 40 bits, unguessable enough for a response link."""
+    raw = "".join(secrets.choice(LEAD_CODE_ALPHABET) for _ in range(8))
+    return f"{raw[:4]}-{raw[4:]}"
 
 
 def ports_of(adapter_class: type) -> tuple[type, ...]:
@@ -256,6 +318,8 @@ __all__ = [
     "AdapterError",
     "BackOffice",
     "BatchEventConsumer",
+    "CampaignPlan",
+    "CampaignPlanner",
     "Channel",
     "CloudEvent",
     "Contact",
@@ -266,10 +330,16 @@ __all__ = [
     "CustomerRequest",
     "DecisionEngine",
     "DecisionRequest",
+    "Delivery",
+    "DeliveryOutcome",
     "EventConsumer",
     "Health",
     "Lead",
+    "LeadChannel",
+    "LeadCreatedData",
     "LeadManager",
+    "LeadResponseData",
+    "LeadStatus",
     "Located",
     "MalformedEvent",
     "MappingError",
@@ -282,6 +352,7 @@ __all__ = [
     "Problem",
     "ProfileSource",
     "PropositionResponse",
+    "Recipient",
     "Record",
     "RequestKind",
     "RequestRegistry",
@@ -294,6 +365,7 @@ __all__ = [
     "dialect_insert",
     "is_golden_id",
     "load_located",
+    "new_lead_code",
     "ports_of",
     "read",
     "read_contact_event",

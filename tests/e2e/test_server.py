@@ -88,6 +88,7 @@ async def test_subscription_to_unknown_customer_errors(server, hub):
 async def test_healthz_and_http_over_a_socket(server, hub):
     async with httpx.AsyncClient(base_url=f"http://{server}") as client:
         r = await client.get("/healthz")
-        assert r.status_code == 200 and r.json()["ok"] is True and set(r.json()["systems"]) == {"crm", "cm", "backoffice"}
+        assert r.status_code == 200 and r.json()["ok"] is True and set(r.json()["systems"]) == {
+            "crm", "cm", "backoffice", "lm", "email", "print", "callcenter"}
         data = await gql(client, "{ offers { id title } }")
         assert len(data["offers"]) >= 3

@@ -19,15 +19,27 @@ def test_list_shows_the_builtin_adapters_and_their_ports():
     rows = {line.split("\t")[0]: line.split("\t") for line in out.stdout.splitlines()}
     assert rows["builtin-crm"][2:] == ["hub_adapters.crm:BuiltinCRM", "ProfileSource, ContactRegistry, RequestRegistry, EventConsumer"]
     assert rows["builtin-cm"][2:] == [
-        "hub_adapters.cm:BuiltinCM", "ProfileSource, DecisionEngine, EventConsumer"]
+        "hub_adapters.cm:BuiltinCM", "ProfileSource, DecisionEngine, EventConsumer, CampaignPlanner"]
+    assert rows["builtin-lm"][2:] == ["hub_adapters.lm:BuiltinLM", "LeadManager, EventConsumer"]
+    assert rows["email-smtp"][2:] == ["hub_adapters.channels.email:EmailChannel", "OutboundChannel"]
 
 
 def test_check_passes_on_the_shipped_mapping(tmp_path):
-    out = hub("adapters", "check", env={"HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}",
-                                        "HUB_MAPPINGS_DIR": str(SHIPPED_MAPPINGS)})
+    from aiosmtpd.controller import Controller
+
+    smtp = dead_port()  # free now: the email channel's SMTP server listens on it
+    controller = Controller(object(), hostname="127.0.0.1", port=smtp)
+    controller.start()
+    try:
+        out = hub("adapters", "check", env={"HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}",
+                                            "HUB_MAPPINGS_DIR": str(SHIPPED_MAPPINGS),
+                                            "HUB_SMTP_PORT": str(smtp)})
+    finally:
+        controller.stop()
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.startswith("up   (hub store)\t") and "\nup   crm\t" in out.stdout, out.stdout
-    assert "\nup   cm\t" in out.stdout
+    for system in ("cm", "lm", "email", "print", "callcenter", "backoffice"):
+        assert f"\nup   {system}\t" in out.stdout, out.stdout
 
 
 def test_check_reports_an_unreachable_hub_store_and_goes_on(tmp_path):

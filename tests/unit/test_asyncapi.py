@@ -8,6 +8,7 @@ below. It knows the keywords the document uses and refuses any other, so nothing
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from collections.abc import Iterator
@@ -23,9 +24,13 @@ from hub.events import (
     CATALOG,
     CONTACT_EVENT_TYPES,
     CUSTOMER_CREATED,
+    LEAD_CREATED,
+    LEAD_RESPONSE,
     REQUEST_STATUS,
     REQUEST_SUBMITTED,
     CloudEvent,
+    LeadCreatedData,
+    LeadResponseData,
     MalformedEvent,
     RequestStatusData,
     RequestSubmittedData,
@@ -38,20 +43,26 @@ from hub.model import (
     Channel,
     ContactEvent,
     ContactEventType,
+    Lead,
+    LeadChannel,
+    LeadStatus,
     PropositionResponse,
     RequestKind,
     RequestStatus,
 )
+from hub.ports import new_lead_code
 
 ROOT = Path(__file__).resolve().parents[2]
 ASYNCAPI = ROOT / "schema" / "asyncapi.yaml"
 
 EMITTED = set(CATALOG)
-PLANNED = {"lead.created", "lead.response"}
+# Types the design plans and the catalog does not have yet: named in the description, with no channel.
+PLANNED: set[str] = set()
 # Catalogued types the contact scenario below does not emit: the request events, which hub.core.requests
-# writes (and an external CRM may publish). Each is checked on a sample built the way that producer builds
-# it (below); move a type out once the scenario emits it.
-SAMPLED = {REQUEST_SUBMITTED, REQUEST_STATUS}
+# writes (and an external CRM may publish), and the lead events, which hub.core.leads writes (Campaigns on
+# launchCampaign, Responses on a response to a lead). Each is checked on a sample built the way that
+# producer builds it (below); move a type out once the scenario emits it.
+SAMPLED = {REQUEST_SUBMITTED, REQUEST_STATUS, LEAD_CREATED, LEAD_RESPONSE}
 
 
 @pytest.fixture(scope="module")
@@ -277,6 +288,8 @@ def test_amqp_binding_matches_the_rabbitmq_bus(doc):
     assert correlation_of(doc, REQUEST_STATUS) == doc["components"]["correlationIds"]["request"]
     assert correlation_of(doc, REQUEST_SUBMITTED) == doc["components"]["correlationIds"]["request"]
     assert correlation_of(doc, "contact.response") == doc["components"]["correlationIds"]["contact"]
+    assert correlation_of(doc, LEAD_CREATED) == doc["components"]["correlationIds"]["lead"]
+    assert correlation_of(doc, LEAD_RESPONSE) == doc["components"]["correlationIds"]["lead"]
 
 
 def correlation_of(doc: dict[str, Any], event_type: str) -> dict[str, Any]:
@@ -457,7 +470,14 @@ async def emitted(tmp_path) -> list[CloudEvent]:
 async def test_every_emitted_event_validates_against_its_message(doc, emitted):
     # The scenario covers every type but the sampled ones (move a type out of SAMPLED once it does).
     assert {e.type for e in emitted} == EMITTED - SAMPLED
-    emitted = [*emitted, request_submitted_event(), request_status_event()]
+    lead = planned_lead()
+    emitted = [
+        *emitted,
+        request_submitted_event(),
+        request_status_event(),
+        lead_created_event(lead),
+        lead_response_event(lead),
+    ]
     for event in emitted:
         envelope = event.to_dict()
         assert validate(doc, payload_schema(doc, event.type), envelope) == [], event.type
@@ -645,3 +665,221 @@ def test_a_naive_request_status_time_is_utc():
     naive = CloudEvent(type=REQUEST_STATUS, source="urn:t", data={**data, "at": "2026-03-10T12:00:00", "note": None})
     data = read(naive, RequestStatusData)
     assert data.at == datetime(2026, 3, 10, 12, tzinfo=UTC) and data.note is None and data.by is None
+
+
+# --- lead.created and lead.response: samples, built as hub.core.leads builds them -------------------
+
+
+def planned_lead(channel: LeadChannel = LeadChannel.EMAIL, in_campaign: bool = True) -> Lead:
+    """A lead as the built-in CM plans it (adapters/cm: plan); outside a campaign, campaign_id is None."""
+    return Lead(
+        id=f"lead_{uuid.uuid4().hex[:20]}",
+        code=new_lead_code(),
+        campaign_id=f"cmp_{uuid.uuid4().hex[:20]}" if in_campaign else None,
+        customer_id=f"cus_{uuid.uuid4().hex[:20]}",
+        offer_id=OFFER,
+        title="Savings Plus account - 2.5% interest",
+        channel=channel,
+        decision_id=f"dec_{uuid.uuid4().hex[:16]}",
+        created_at=datetime.now(UTC) - timedelta(days=2),
+    )
+
+
+def lead_created_event(lead: Lead) -> CloudEvent:
+    """As hub.core.leads.Campaigns._created: subject = the customer, correlationid = the lead."""
+    return make(
+        LEAD_CREATED,
+        LeadCreatedData(
+            leadId=lead.id,
+            code=lead.code,
+            campaignId=lead.campaign_id,
+            customerId=lead.customer_id,
+            offerId=lead.offer_id,
+            title=lead.title,
+            channel=lead.channel,
+            decisionId=lead.decision_id,
+            at=lead.created_at or datetime.now(UTC),
+        ),
+        source=Settings().source,
+        subject=lead.customer_id,
+        correlationid=lead.id,
+    )
+
+
+def lead_response_event(
+    lead: Lead,
+    channel: Channel = Channel.EMAIL,
+    response: PropositionResponse = PropositionResponse.ACCEPTED,
+) -> CloudEvent:
+    """As hub.core.leads.Responses._response, on the lead as LM returns it once it recorded the response."""
+    lead = dataclasses.replace(
+        lead, status=LeadStatus.RESPONDED, response=response, response_channel=channel.value,
+        responded_at=datetime.now(UTC),
+    )
+    return make(
+        LEAD_RESPONSE,
+        LeadResponseData(
+            leadId=lead.id,
+            customerId=lead.customer_id,
+            offerId=lead.offer_id,
+            decisionId=lead.decision_id,
+            channel=channel,
+            response=response,
+            at=lead.responded_at or datetime.now(UTC),
+        ),
+        source=Settings().source,
+        subject=lead.customer_id,
+        correlationid=lead.id,
+    )
+
+
+@pytest.mark.parametrize("channel", list(LeadChannel))
+def test_lead_created_envelope_and_data_validate(doc, channel):
+    outside = channel is LeadChannel.CALLCENTER  # a lead planned outside a campaign: campaignId null, present
+    event = lead_created_event(planned_lead(channel, in_campaign=not outside))
+    envelope = event.to_dict()
+    assert validate(doc, payload_schema(doc, LEAD_CREATED), envelope) == []
+    assert collect(doc, payload_schema(doc, LEAD_CREATED), "properties") == set(envelope)
+    schema = data_schema(doc, LEAD_CREATED)
+    assert validate(doc, schema, event.data) == []
+    assert collect(doc, schema, "required") == set(event.data) == collect(doc, schema, "properties")
+    assert (event.data["campaignId"] is None) is outside
+    assert envelope["subject"] == event.data["customerId"]
+    assert envelope["correlationid"] == event.data["leadId"]
+    assert read(event, LeadCreatedData).channel is channel
+
+
+@pytest.mark.parametrize("response", list(PropositionResponse))
+@pytest.mark.parametrize("channel", list(Channel))
+def test_lead_response_envelope_and_data_validate(doc, channel, response):
+    lead = planned_lead(LeadChannel.PRINT)  # a letter, answered through any channel
+    created = lead_created_event(lead)
+    event = lead_response_event(lead, channel, response)
+    envelope = event.to_dict()
+    assert validate(doc, payload_schema(doc, LEAD_RESPONSE), envelope) == []
+    assert collect(doc, payload_schema(doc, LEAD_RESPONSE), "properties") == set(envelope)
+    schema = data_schema(doc, LEAD_RESPONSE)
+    assert validate(doc, schema, event.data) == []
+    assert collect(doc, schema, "required") == set(event.data) == collect(doc, schema, "properties")
+    assert envelope["subject"] == event.data["customerId"]
+    assert envelope["correlationid"] == event.data["leadId"] == created.correlationid
+    for key in ("leadId", "customerId", "offerId", "decisionId"):  # the lead's, as on its lead.created
+        assert event.data[key] == created.data[key]
+    data = read(event, LeadResponseData)
+    assert (data.channel, data.response) == (channel, response)
+
+
+def test_lead_enums_are_the_models(doc):
+    def enum(event_type: str, key: str) -> list[str]:
+        schema = data_schema(doc, event_type)
+        schema = resolve(doc, schema["$ref"])["properties"][key]
+        return (resolve(doc, schema["$ref"]) if "$ref" in schema else schema)["enum"]
+
+    assert enum(LEAD_CREATED, "channel") == [c.value for c in LeadChannel]
+    assert enum(LEAD_RESPONSE, "channel") == [c.value for c in Channel]
+    assert enum(LEAD_RESPONSE, "response") == [r.value for r in PropositionResponse]
+
+
+def test_the_lead_flows_described_are_the_shipped_ones(doc):
+    mapping = yaml.safe_load((ROOT / "mappings" / "hub.yaml").read_text(encoding="utf-8"))
+    flows = {f["name"]: f for f in mapping["flows"]}
+    description = doc["info"]["description"]
+    for name, event_type in (("leads-to-lm", LEAD_CREATED), ("lead-responses-to-cm", LEAD_RESPONSE)):
+        assert f"`{name}`" in description
+        assert flows[name]["events"] == [event_type]
+        assert flows[name]["mode"] == "realtime"
+    assert "Planned, not emitted yet" not in description
+
+
+def test_the_validator_rejects_lead_created_that_breaks_the_contract(doc):
+    schema = data_schema(doc, LEAD_CREATED)
+    event = lead_created_event(planned_lead())
+    good = event.data
+    assert validate(doc, schema, good) == []
+    assert validate(doc, schema, {**good, "channel": "SHOP"})  # not an outbound channel
+    assert validate(doc, schema, {**good, "channel": "WEBSITE"})
+    assert validate(doc, schema, {**good, "customerId": "CRM-1"})  # not a golden id
+    assert validate(doc, schema, {**good, "code": None})
+    assert validate(doc, schema, {**good, "decisionId": None})
+    assert validate(doc, schema, {**good, "at": "2024-05-01T10:00:00"})  # no offset
+    for key in ("campaignId", "decisionId", "code"):
+        assert any(f"missing {key!r}" in e for e in validate(doc, schema, {k: v for k, v in good.items() if k != key}))
+    envelope = payload_schema(doc, LEAD_CREATED)
+    assert validate(doc, envelope, {**event.to_dict(), "subject": "CRM-1"})  # not a golden id
+    assert validate(doc, envelope, {k: v for k, v in event.to_dict().items() if k != "correlationid"})
+    assert validate(doc, payload_schema(doc, LEAD_RESPONSE), event.to_dict())  # wrong type for the channel
+    # A contact event's correlationid is still a contact id, not a lead.
+    contact = cloud_event(contact_event(ContactEventType.BANNER_CLICK))
+    assert validate(doc, payload_schema(doc, "contact.banner.click"), {**contact, "correlationid": good["leadId"]})
+
+
+def test_the_validator_rejects_lead_response_that_breaks_the_contract(doc):
+    schema = data_schema(doc, LEAD_RESPONSE)
+    event = lead_response_event(planned_lead())
+    good = event.data
+    assert validate(doc, schema, good) == []
+    assert validate(doc, schema, {**good, "channel": "PRINT"})  # where it came in: not an outbound channel
+    assert validate(doc, schema, {**good, "response": "MAYBE"})
+    assert validate(doc, schema, {**good, "response": None})  # a response needs its answer
+    assert validate(doc, schema, {**good, "customerId": "CRM-1"})
+    assert validate(doc, schema, {**good, "at": "yesterday"})
+    assert validate(doc, schema, {**good, "at": "2024-05-01T10:00:00"})  # no offset
+    for key in ("leadId", "decisionId", "offerId"):
+        assert any(f"missing {key!r}" in e for e in validate(doc, schema, {k: v for k, v in good.items() if k != key}))
+    envelope = payload_schema(doc, LEAD_RESPONSE)
+    assert validate(doc, envelope, {**event.to_dict(), "subject": "CRM-1"})
+    assert validate(doc, envelope, {k: v for k, v in event.to_dict().items() if k != "correlationid"})
+    assert validate(doc, payload_schema(doc, LEAD_CREATED), event.to_dict())  # wrong type for the channel
+    assert validate(doc, payload_schema(doc, "contact.response"), event.to_dict())  # not a contact response
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"leadId": ""}, "data.leadId"),
+        ({"code": "K7M"}, "data.code"),
+        ({"code": "C" * 41}, "data.code"),
+        ({"campaignId": "c" * 41}, "data.campaignId"),
+        ({"customerId": ""}, "data.customerId"),
+        ({"offerId": ""}, "data.offerId"),
+        ({"title": ""}, "data.title"),
+        ({"title": "t" * 201}, "data.title"),
+        ({"channel": "SHOP"}, "data.channel"),
+        ({"decisionId": ""}, "data.decisionId"),
+        ({"decisionId": "d" * 121}, "data.decisionId"),
+        ({"at": "yesterday"}, "data.at"),
+    ],
+)
+def test_a_bad_lead_created_is_malformed(change, where):
+    event = lead_created_event(planned_lead())
+    bad = CloudEvent(type=LEAD_CREATED, source="urn:t", data={**event.data, **change})
+    with pytest.raises(MalformedEvent) as info:
+        read(bad, LeadCreatedData)
+    assert f"{LEAD_CREATED} {bad.id}: {where}:" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"leadId": "l" * 41}, "data.leadId"),
+        ({"customerId": ""}, "data.customerId"),
+        ({"offerId": "o" * 81}, "data.offerId"),
+        ({"decisionId": ""}, "data.decisionId"),
+        ({"channel": "PRINT"}, "data.channel"),
+        ({"response": "MAYBE"}, "data.response"),
+        ({"response": None}, "data.response"),
+        ({"at": "yesterday"}, "data.at"),
+    ],
+)
+def test_a_bad_lead_response_is_malformed(change, where):
+    event = lead_response_event(planned_lead())
+    bad = CloudEvent(type=LEAD_RESPONSE, source="urn:t", data={**event.data, **change})
+    with pytest.raises(MalformedEvent) as info:
+        read(bad, LeadResponseData)
+    assert f"{LEAD_RESPONSE} {bad.id}: {where}:" in str(info.value)
+
+
+def test_a_lead_event_is_not_read_as_another_payload():
+    event = lead_response_event(planned_lead())
+    with pytest.raises(MalformedEvent, match="not an event carrying LeadCreatedData"):
+        read(event, LeadCreatedData)

@@ -4,6 +4,7 @@ map on one without `fetch:`, is a mapping error at load, not a dead letter or an
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from hub.config import SHIPPED_MAPPINGS, Settings
 from hub.config.loader import MappingError, load_located, validate
@@ -28,6 +29,10 @@ FLOW = """
 """
 
 
+# The test's flow comes after the shipped mapping's own.
+SHIPPED_FLOWS = len(yaml.safe_load((SHIPPED_MAPPINGS / "hub.yaml").read_text())["flows"])
+
+
 def build(extra: str, profile: str, flow: bool):
     text = (SHIPPED_MAPPINGS / "hub.yaml").read_text()
     text = text.replace("\nsurvivorship:", "\n" + LOYALTY.format(extra=extra, profile=profile) + "\nsurvivorship:", 1)
@@ -49,7 +54,7 @@ def test_a_configured_rest_system_plays_both_roles():
     ("extra", "profile", "flow", "field", "port"),
     [
         ("events: {path: /events}", "profile: {name: name}", False, "systems.loyalty.profile", "ProfileSource"),
-        ('fetch: {by_key: {path: "/m/{key}"}}', "profile: {name: name}", True, "flows[4].destination",
+        ('fetch: {by_key: {path: "/m/{key}"}}', "profile: {name: name}", True, f"flows[{SHIPPED_FLOWS}].destination",
          "EventConsumer"),
     ],
 )

@@ -1,0 +1,294 @@
+"""The built-in LM: takes CM's leads (`lead.created`, through a flow), hands out the due ones within each
+channel's capacity, records deliveries, responses and unsubscriptions.
+
+Capacity (config `capacity`): email per hour (the last 60 minutes), print and call-center per UTC day. A
+lead counts against it from the moment it is handed out; a temporary failure gives the slot back and the
+lead waits `retry_seconds` (doubling per attempt) until `max_attempts`. A lead handed out by a process
+that died (SENDING for longer than `stale_seconds`) is handed out again: delivery is at least once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from pydantic import Field
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from hub.ports import (
+    AdapterConfig,
+    AdapterContext,
+    CloudEvent,
+    DeliveryOutcome,
+    EventConsumer,
+    Health,
+    Lead,
+    LeadChannel,
+    LeadCreatedData,
+    LeadManager,
+    LeadStatus,
+    MalformedEvent,
+    PermanentError,
+    PropositionResponse,
+    Tx,
+    dialect_insert,
+    read,
+    utcnow,
+)
+
+from .tables import MIGRATIONS, lm_leads, lm_optouts, metadata
+
+LEAD_CREATED = "lead.created"
+# Names the claim lock on PostgreSQL: two hub processes never count one channel's capacity at once.
+CLAIM_LOCK = 7301010
+class Capacity(AdapterConfig):
+    email_per_hour: int = Field(1000, ge=0)
+    print_per_day: int = Field(5000, ge=0)
+    callcenter_per_day: int = Field(50, ge=0)
+
+
+class LMConfig(AdapterConfig):
+    capacity: Capacity = Field(default_factory=lambda: Capacity.model_validate({}))
+    max_attempts: int = Field(5, ge=1, le=50)
+    retry_seconds: float = Field(60.0, gt=0)
+    stale_seconds: float = Field(600.0, gt=0)
+
+
+class BuiltinLM:
+    """Entry point `builtin-lm`."""
+
+    ports: ClassVar[tuple[type, ...]] = (LeadManager, EventConsumer)
+    Config = LMConfig
+    metadata = metadata
+    migrations = MIGRATIONS
+
+    def __init__(self, ctx: AdapterContext):
+        self.system = ctx.system
+        config = ctx.config
+        assert isinstance(config, LMConfig)
+        self.config = config
+        self._engine = ctx.engine
+        self._reader = ctx.reader
+        self._clock = utcnow
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def check(self) -> Health:
+        try:
+            async with self._reader.connect() as conn:
+                await conn.execute(select(lm_leads.c.id).limit(1))
+        except (SQLAlchemyError, OSError) as exc:
+            return Health(False, f"LM store unavailable ({type(exc).__name__})")
+        return Health(True, "store reachable")
+
+    # --- EventConsumer: CM's leads --------------------------------------------------------------
+
+    async def consume(self, tx: Tx, event: CloudEvent) -> set[str]:
+        if event.type != LEAD_CREATED:
+            return set()
+        try:
+            data = read(event, LeadCreatedData)
+        except MalformedEvent as exc:
+            raise PermanentError(str(exc)) from exc
+        await tx.execute(
+            dialect_insert(tx, lm_leads)
+            .values(
+                id=data.leadId, code=data.code, campaign_id=data.campaignId, customer_id=data.customerId,
+                offer_id=data.offerId, title=data.title, channel=data.channel.value,
+                decision_id=data.decisionId, status=LeadStatus.PLANNED.value, attempts=0,
+                created_at=data.at,
+            )
+            .on_conflict_do_nothing(index_elements=[lm_leads.c.id])  # a redelivery adds nothing
+        )
+        return set()  # nothing of the customer view changed
+
+    # --- LeadManager ----------------------------------------------------------------------------
+
+    def capacity(self, channel: LeadChannel, now: datetime) -> tuple[int, datetime]:
+        """The channel's capacity and the start of the window it counts in."""
+        c = self.config.capacity
+        if channel is LeadChannel.EMAIL:
+            return c.email_per_hour, now - timedelta(hours=1)
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return (c.print_per_day if channel is LeadChannel.PRINT else c.callcenter_per_day), day
+
+    async def claim(self, channel: LeadChannel, limit: int) -> Sequence[Lead]:
+        now = self._clock()
+        async with self._engine.begin() as tx:
+            if tx.dialect.name == "postgresql":
+                await tx.exec_driver_sql(f"SELECT pg_advisory_xact_lock({CLAIM_LOCK})")
+            stale = now - timedelta(seconds=self.config.stale_seconds)
+            await tx.execute(
+                update(lm_leads)
+                .where(lm_leads.c.channel == channel.value, lm_leads.c.status == LeadStatus.SENDING.value,
+                       lm_leads.c.claimed_at < stale)
+                .values(status=LeadStatus.PLANNED.value, claimed_at=None)
+            )
+            size, since = self.capacity(channel, now)
+            used = (await tx.execute(
+                select(func.count()).where(
+                    lm_leads.c.channel == channel.value,
+                    lm_leads.c.claimed_at >= since,
+                    lm_leads.c.status.in_([LeadStatus.SENDING.value, LeadStatus.SENT.value,
+                                           LeadStatus.RESPONDED.value]),
+                )
+            )).scalar_one()
+            room = min(limit, size - int(used))
+            if room <= 0:
+                return []
+            rows = (await tx.execute(
+                select(lm_leads)
+                .where(
+                    lm_leads.c.channel == channel.value,
+                    lm_leads.c.status == LeadStatus.PLANNED.value,
+                    or_(lm_leads.c.retry_at.is_(None), lm_leads.c.retry_at <= now),
+                )
+                .order_by(lm_leads.c.created_at, lm_leads.c.id)
+                .limit(room)
+            )).all()
+            if not rows:
+                return []
+            opted_out = {
+                r.customer_id
+                for r in await tx.execute(
+                    select(lm_optouts.c.customer_id).where(
+                        lm_optouts.c.channel == channel.value,
+                        lm_optouts.c.customer_id.in_({r.customer_id for r in rows}),
+                    )
+                )
+            }
+            skipped = [r.id for r in rows if r.customer_id in opted_out]
+            taken = [r for r in rows if r.customer_id not in opted_out]
+            if skipped:
+                await tx.execute(
+                    update(lm_leads).where(lm_leads.c.id.in_(skipped))
+                    .values(status=LeadStatus.FAILED.value, detail="unsubscribed from this channel")
+                )
+            if taken:
+                await tx.execute(
+                    update(lm_leads).where(lm_leads.c.id.in_([r.id for r in taken]))
+                    .values(status=LeadStatus.SENDING.value, claimed_at=now)
+                )
+        return [_lead(r, status=LeadStatus.SENDING) for r in taken]
+
+    async def settle(self, outcomes: Mapping[str, DeliveryOutcome]) -> None:
+        if not outcomes:
+            return
+        now = self._clock()
+        async with self._engine.begin() as tx:
+            attempts = {
+                r.id: int(r.attempts)
+                for r in await tx.execute(
+                    select(lm_leads.c.id, lm_leads.c.attempts).where(lm_leads.c.id.in_(list(outcomes)))
+                )
+            }
+            for lead_id, outcome in outcomes.items():
+                if lead_id not in attempts:
+                    continue
+                detail = (outcome.detail or "")[:500] or None
+                mine = and_(lm_leads.c.id == lead_id, lm_leads.c.status == LeadStatus.SENDING.value)
+                if outcome.sent:
+                    values: dict[str, Any] = {
+                        "status": LeadStatus.SENT.value, "sent_at": now, "detail": detail,
+                    }
+                elif outcome.temporary and attempts[lead_id] + 1 < self.config.max_attempts:
+                    wait = self.config.retry_seconds * 2 ** attempts[lead_id]
+                    values = {"status": LeadStatus.PLANNED.value, "claimed_at": None, "detail": detail,
+                              "attempts": attempts[lead_id] + 1, "retry_at": now + timedelta(seconds=wait)}
+                else:
+                    values = {"status": LeadStatus.FAILED.value, "detail": detail,
+                              "attempts": attempts[lead_id] + 1}
+                await tx.execute(update(lm_leads).where(mine).values(**values))
+
+    async def leads(self, lead_ids: Sequence[str]) -> Mapping[str, Lead]:
+        ids = list(dict.fromkeys(lead_ids))
+        if not ids:
+            return {}
+        async with self._reader.connect() as conn:
+            rows = (await conn.execute(select(lm_leads).where(lm_leads.c.id.in_(ids)))).all()
+        return {r.id: _lead(r) for r in rows}
+
+    async def by_code(self, code: str) -> Lead | None:
+        async with self._reader.connect() as conn:
+            row = (await conn.execute(select(lm_leads).where(lm_leads.c.code == code))).first()
+        return _lead(row) if row else None
+
+    async def of_campaigns(self, campaign_ids: Sequence[str]) -> Mapping[str, Sequence[Lead]]:
+        ids = list(dict.fromkeys(campaign_ids))
+        if not ids:
+            return {}
+        async with self._reader.connect() as conn:
+            rows = (await conn.execute(
+                select(lm_leads).where(lm_leads.c.campaign_id.in_(ids)).order_by(lm_leads.c.created_at,
+                                                                                  lm_leads.c.id)
+            )).all()
+        out: dict[str, list[Lead]] = defaultdict(list)
+        for r in rows:
+            out[r.campaign_id].append(_lead(r))
+        return out
+
+    async def callbacks(self, limit: int) -> Sequence[Lead]:
+        async with self._reader.connect() as conn:
+            rows = (await conn.execute(
+                select(lm_leads)
+                .where(lm_leads.c.channel == LeadChannel.CALLCENTER.value,
+                       lm_leads.c.status == LeadStatus.SENT.value)
+                .order_by(lm_leads.c.sent_at, lm_leads.c.id)
+                .limit(limit)
+            )).all()
+        return [_lead(r) for r in rows]
+
+    async def respond(
+        self, tx: Tx, code: str, channel: str, response: PropositionResponse, at: datetime
+    ) -> tuple[Lead, bool] | None:
+        row = (await tx.execute(select(lm_leads).where(lm_leads.c.code == code).with_for_update())).first()
+        if row is None:
+            return None
+        if row.response == response.value:
+            return _lead(row), False  # the same answer again: counted once
+        await tx.execute(
+            update(lm_leads).where(lm_leads.c.id == row.id).values(
+                status=LeadStatus.RESPONDED.value, response=response.value, responded_at=at,
+                response_channel=channel,
+            )
+        )
+        row = (await tx.execute(select(lm_leads).where(lm_leads.c.id == row.id))).one()
+        return _lead(row), True
+
+    async def unsubscribe(self, tx: Tx, code: str) -> Lead | None:
+        row = (await tx.execute(select(lm_leads).where(lm_leads.c.code == code))).first()
+        if row is None:
+            return None
+        await tx.execute(
+            dialect_insert(tx, lm_optouts)
+            .values(customer_id=row.customer_id, channel=row.channel, at=self._clock())
+            .on_conflict_do_nothing(index_elements=[lm_optouts.c.customer_id, lm_optouts.c.channel])
+        )
+        return _lead(row)
+
+
+def _lead(r: Any, status: LeadStatus | None = None) -> Lead:
+    return Lead(
+        id=r.id,
+        code=r.code,
+        campaign_id=r.campaign_id,
+        customer_id=r.customer_id,
+        offer_id=r.offer_id,
+        title=r.title,
+        channel=LeadChannel(r.channel),
+        decision_id=r.decision_id,
+        status=status or LeadStatus(r.status),
+        created_at=r.created_at,
+        sent_at=r.sent_at,
+        responded_at=r.responded_at,
+        response=PropositionResponse(r.response) if r.response else None,
+        response_channel=r.response_channel,
+        detail=r.detail,
+    )

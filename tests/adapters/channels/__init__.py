@@ -1,0 +1,1 @@
+"""The outbound channel adapters (hub_adapters.channels)."""
