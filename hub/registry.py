@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.config.checks import check_references
+from hub.config.checks import HUB_SOURCE, check_references
 from hub.config.loader import Loc, Located, MappingError, Problem, load_located, validate
 from hub.config.mapping import HubMapping
 from hub.config.settings import Settings
@@ -268,7 +268,8 @@ def build_systems(
         if role.implied_by is Implied.PROFILE:
             names += [n for n, cfg in mapping.systems.items() if cfg.profile]
         elif role.implied_by is Implied.FLOWS:
-            names += [f.destination for f in mapping.flows]
+            # The hub itself, and systems that read their queue over AMQP, are no EventConsumers here.
+            names += [f.destination for f in mapping.flows if f.destination != HUB_SOURCE and not f.external]
         names = list(dict.fromkeys(names))
         for name in names:
             # A configured system may not serve every port its class has (an unbuilt one is not asked).

@@ -9,21 +9,23 @@ import io
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.config.checks import HUB_SOURCE
 from hub.config.loader import Located, MappingError
 from hub.config.mapping import Flow, FlowMode, HubMapping
 from hub.config.settings import Settings
 from hub.core.contacts import ContactService
 from hub.core.decisions import Decisions
 from hub.core.events import EventService
+from hub.core.inbound import Inbound
 from hub.core.leads import Campaigns, LeadDispatcher, Outbound, Responses
 from hub.core.requests import RequestService
 from hub.core.translate import Translator
 from hub.core.view import ProfileCache, ViewAssembler
-from hub.events import CUSTOMER_CHANGED, CloudEvent
+from hub.events import CUSTOMER_CHANGED, REQUEST_STATUS, CloudEvent
 from hub.messaging.bus import create_bus
 from hub.messaging.bus.base import Bus, BusError, Handler, Route
 from hub.messaging.consumer import IdempotentConsumer
@@ -69,6 +71,7 @@ class Wiring:
     campaigns: Campaigns | None = None  # None unless systems play campaign_planner and lead_manager
     responses: Responses | None = None  # None unless a system plays lead_manager
     outbound: Outbound | None = None
+    inbound: Inbound = field(default_factory=lambda: Inbound({}))  # the hub as a flow's destination
 
 
 class Hub:
@@ -234,13 +237,16 @@ class Hub:
                 planner = systems.one(CAMPAIGN_PLANNER)
                 campaigns = Campaigns(self.engine, planner, lm, decisions, self.outbox, s.source)
         region = mapping.identity.default_phone_region or s.default_phone_region
+        inbound = Inbound({REQUEST_STATUS: requests.apply_reported} if requests is not None else {})
         return Wiring(
             mapping, located, systems, translator, decisions, contacts, views, events, region, version,
-            requests, campaigns, responses, outbound,
+            requests, campaigns, responses, outbound, inbound,
         )
 
     async def _consume_realtime(self, flows: Iterable[Flow]) -> None:
         for flow in flows:
+            if flow.external:  # its destination reads the queue itself
+                continue
             if flow.mode is FlowMode.REALTIME and flow.queue not in self._consuming:
                 await self.bus.consume(flow.queue, self.handler_for(flow))
                 self._consuming.add(flow.queue)
@@ -353,16 +359,15 @@ class Hub:
     def consumer_for(self, flow: Flow) -> IdempotentConsumer:
         wiring = self.wiring
         current = next((f for f in wiring.mapping.flows if f.name == flow.name), flow)
-        return IdempotentConsumer(
-            current.destination,
-            wiring.systems.all(EVENT_DESTINATION)[current.destination],
-            self.engine,
-            self.reactions.committed,
+        destination = (
+            wiring.inbound if current.destination == HUB_SOURCE
+            else wiring.systems.all(EVENT_DESTINATION)[current.destination]
         )
+        return IdempotentConsumer(current.destination, destination, self.engine, self.reactions.committed)
 
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait until every accepted event is published and the realtime queues are empty (tests, demo)."""
-        realtime = {f.queue for f in self.mapping.flows if f.mode is FlowMode.REALTIME}
+        realtime = {f.queue for f in self.mapping.flows if f.mode is FlowMode.REALTIME and not f.external}
         deadline = asyncio.get_running_loop().time() + timeout
         quiet = 0
         while True:

@@ -60,3 +60,31 @@ class BuiltinBackOffice:
         if request.kind not in self.config.automatic:
             return []  # waits in the work queue for a person
         return [StatusChange(RequestStatus.COMPLETED, utcnow(), BY, self.config.note)]
+
+
+class BusConfig(AdapterConfig):
+    """No settings: the back office is reached through the mapping's flows."""
+
+
+class BusBackOffice:
+    """Entry point `bus-backoffice`: an external back office on the bus. It reads `request.submitted`
+    from its flow's queue itself (a flow with `external: true`) and reports back with `request.status`
+    events (a flow with `destination: hub`), correlated by request id. Nothing is settled at hand-over."""
+
+    ports: ClassVar[tuple[type, ...]] = (BackOffice,)
+    Config = BusConfig
+
+    def __init__(self, ctx: AdapterContext):
+        self.system = ctx.system
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def check(self) -> Health:
+        return Health(True, "reached through the bus")
+
+    async def hand_over(self, tx: Tx, request: CustomerRequest) -> Sequence[StatusChange]:
+        return []  # request.submitted, in the same transaction, carries it to the back office

@@ -121,6 +121,17 @@ class BuiltinLM:
 
     async def claim(self, channel: LeadChannel, limit: int) -> Sequence[Lead]:
         now = self._clock()
+        # Most rounds find nothing to do: a read says so without a write transaction (SQLite's one
+        # writer is not taken every round by every process).
+        async with self._reader.connect() as conn:
+            waiting = (await conn.execute(
+                select(lm_leads.c.id).where(
+                    lm_leads.c.channel == channel.value,
+                    lm_leads.c.status.in_([LeadStatus.PLANNED.value, LeadStatus.SENDING.value]),
+                ).limit(1)
+            )).first()
+        if waiting is None:
+            return []
         async with self._engine.begin() as tx:
             if tx.dialect.name == "postgresql":
                 await tx.exec_driver_sql(f"SELECT pg_advisory_xact_lock({CLAIM_LOCK})")

@@ -91,7 +91,10 @@ def check_references(mapping: HubMapping, located: Located) -> None:
         if flow.name in seen:
             problems.append(located.problem(("flows", i, "name"), f"duplicate flow {flow.name!r}"))
         seen.add(flow.name)
-        system(("flows", i, "destination"), flow.destination)
+        if flow.destination != HUB_SOURCE:  # `hub`: the hub itself takes the events (inbound)
+            system(("flows", i, "destination"), flow.destination)
+        elif flow.external:
+            problems.append(located.problem(("flows", i, "external"), "the hub consumes its own flows"))
         if flow.source != HUB_SOURCE:
             system(("flows", i, "source"), flow.source)
 

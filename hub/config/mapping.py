@@ -118,6 +118,9 @@ class Flow(Strict):
     mode: FlowMode = FlowMode.REALTIME
     at: time = time(2, 0)  # UTC time of day for daily and weekly delivery
     weekday: Weekday = Weekday.monday
+    # The destination reads the flow's queue itself, over AMQP (an external system on the bus): the hub
+    # declares the queue, binds it and fills it, and never consumes it. Realtime flows only.
+    external: bool = False
 
     @field_validator("weekday", mode="before")
     @classmethod
@@ -144,6 +147,12 @@ class Flow(Strict):
             if not p or any(w == "" for w in p.split(".")):
                 raise ValueError(f"{p!r} is not a routing-key pattern")
         return v
+
+    @model_validator(mode="after")
+    def _external_is_realtime(self) -> Flow:
+        if self.external and self.mode is not FlowMode.REALTIME:
+            raise ValueError("an external flow is realtime: its destination reads events one by one")
+        return self
 
     @property
     def queue(self) -> str:

@@ -239,26 +239,38 @@ class LeadDispatcher:
         self._batch = batch
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="lead-dispatcher")
 
     def wake(self) -> None:
         self._wake.set()
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+    async def stop(self, grace: float = 10.0) -> None:
+        """Let the round in progress finish (a batch half sent and not settled would be sent again),
+        then stop; cancelled only past `grace`."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        except TimeoutError:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.run_once()
             except Exception:  # a channel or store hiccup must not stop outbound delivery
                 log.exception("lead dispatcher round failed; next round in %.1fs", self._interval)
+            if self._stopping:
+                return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval):
                     await self._wake.wait()

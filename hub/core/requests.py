@@ -24,14 +24,16 @@ from hub.events import (
     REQUEST_STATUS,
     REQUEST_SUBMITTED,
     CloudEvent,
+    MalformedEvent,
     RequestStatusData,
     RequestSubmittedData,
     make,
+    read,
     utcnow,
 )
 from hub.messaging.outbox import Outbox
 from hub.model import CustomerRequest, RequestKind, RequestStatus, StatusChange, may_move
-from hub.ports import BackOffice, RequestRegistry
+from hub.ports import BackOffice, PermanentError, RequestRegistry, Tx
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +146,31 @@ class RequestService:
     async def of_customers(self, customer_ids: Sequence[str]) -> Mapping[str, Sequence[CustomerRequest]]:
         reads.uncacheable()
         return await self._registry.requests_of(customer_ids)
+
+    async def apply_reported(self, tx: Tx, event: CloudEvent) -> set[str]:
+        """A status an external back office reports (`request.status` through a flow into the hub),
+        correlated by request id. The same status again changes nothing; a move the transitions forbid,
+        or an unknown request, is a dead letter with its reason."""
+        if event.source == self._source:
+            return set()  # the hub's own report of a status, heard back on the bus
+        try:
+            data = read(event, RequestStatusData)
+        except MalformedEvent as exc:
+            raise PermanentError(str(exc)) from exc
+        request = await self._registry.locked_request(tx, data.requestId)
+        if request is None:
+            raise PermanentError(f"request.status {event.id}: no request {data.requestId!r}")
+        if request.status is data.status:
+            return set()
+        if not may_move(request.status, data.status):
+            raise PermanentError(
+                f"request.status {event.id}: request {data.requestId!r} is {request.status.value} and "
+                f"cannot become {data.status.value}"
+            )
+        change = StatusChange(data.status, data.at, (data.by or event.source)[:80], data.note)
+        await self._registry.add_status(tx, request.id, change)
+        await self._outbox.add(tx, [self._status(request.moved(change), change)])
+        return {request.customer_id}
 
     def _submitted(self, request: CustomerRequest) -> CloudEvent:
         return make(

@@ -44,6 +44,13 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages: list[Message] = []
         self.port = 0
+        self.refuse: dict[str, str] = {}  # recipient -> the SMTP reply to RCPT TO
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         self.messages.append(email.message_from_bytes(envelope.original_content))
@@ -211,6 +218,39 @@ async def test_contact_preferences_choose_the_channel_or_leave_the_customer_out(
                             channels=["EMAIL", "PRINT"])
     channels = {lead["customer"]["name"]: lead["channel"] for lead in campaign["leads"]}
     assert channels == {"Open Olga": "EMAIL", "Letters Lars": "PRINT"}
+
+
+async def test_refusals_retry_or_fail_and_waiting_leads_survive_a_restart(client, hub, hub_settings, mailbox):
+    from hub.runtime import Hub
+
+    ids = await demo_ids(client, hub)
+    mailbox.refuse = {"anna.devries@example.com": "451 4.3.0 try again later",
+                      "bram.jansen@example.com": "550 5.1.1 no such user"}
+    first = await launch(client, offerId="savings-plus", channels=["EMAIL"],
+                         customerIds=[ids["anna.devries@example.com"], ids["bram.jansen@example.com"]])
+    later = await launch(client, offerId="savings-plus", channels=["EMAIL"],
+                         customerIds=[ids["eva.smit@example.net"]])
+    await hub.settle()
+    await hub.dispatcher.run_once()  # capacity 2 an hour: the older leads (Anna, Bram) are tried first
+    leads = {lead["customer"]["id"]: lead["id"] for lead in first["leads"] + later["leads"]}
+    anna = (await gql(client, GET_LEAD, {"id": leads[ids["anna.devries@example.com"]]}))["lead"]
+    bram = (await gql(client, GET_LEAD, {"id": leads[ids["bram.jansen@example.com"]]}))["lead"]
+    eva = (await gql(client, GET_LEAD, {"id": leads[ids["eva.smit@example.net"]]}))["lead"]
+    assert anna["status"] == "PLANNED" and "451" in anna["detail"], anna  # tried again later
+    assert bram["status"] == "FAILED" and "550" in bram["detail"], bram
+    assert eva["status"] == "PLANNED" and mailbox.messages == []
+    await hub.close()
+
+    # A new process on the same store: what waited is still there, and is sent once capacity allows.
+    again = Hub(hub_settings)
+    await again.start()
+    try:
+        # A refusal did not use capacity up: Eva goes now; Anna waits for her retry time.
+        handed = await again.dispatcher.run_once()
+        assert handed["email"] == 1, handed
+        assert [m["X-Hub-Lead"] for m in mailbox.messages] == [eva["code"]]
+    finally:
+        await again.close()
 
 
 async def test_bad_launches_get_coded_errors(client, hub):
