@@ -339,7 +339,8 @@ class Flow:
         "packed, so one may hold several); null when the broker cannot be asked."
     )
     last_run_at: datetime | None = strawberry.field(
-        description="When the batch flow's scheduled run last delivered; null for realtime or never run."
+        description="When the batch flow's last run started (a scheduled run, or `hub flows run`); null for "
+        "realtime flows and before the first run."
     )
     next_run_at: datetime | None = strawberry.field(
         description="When the batch flow runs next (past while a run is overdue); null for realtime."

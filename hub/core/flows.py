@@ -21,7 +21,7 @@ class FlowStatus:
     mode: FlowMode
     schedule: str  # e.g. "daily at 02:00 UTC"
     pending: int | None  # messages waiting in the flow's queue; None when the broker cannot be asked
-    last_run_at: datetime | None  # batch flows that ran
+    last_run_at: datetime | None  # batch flows that ran: the start of the last run (`hub flows run` too)
     next_run_at: datetime | None  # batch flows
 
 

@@ -71,12 +71,17 @@ processed_messages = Table(
     Column("processed_at", UTCDateTime(), nullable=False, index=True),
 )
 
+# One row per batch flow (hub.messaging.scheduler): the schedule's cursor, the last completed run, and
+# the lease of the run in progress (so that runs of one flow never overlap, across processes too).
 flow_cursors = Table(
     "flow_cursors",
     metadata,
     Column("flow", String(120), primary_key=True),
     Column("last_run_at", UTCDateTime(), nullable=False),
     Column("delivered", BigInteger, nullable=False, default=0),
+    Column("last_delivered_at", UTCDateTime()),
+    Column("lease_owner", String(64)),
+    Column("lease_until", UTCDateTime()),
 )
 
 # The embedded bus keeps its queues in the store, so the one-process hub loses nothing on a crash.
