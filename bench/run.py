@@ -120,6 +120,7 @@ async def main(rounds: int) -> None:
     import fanout
     import freshness
     import history
+    import outbound
     import peer_gateway
     import pipeline
     import throughput
@@ -127,7 +128,7 @@ async def main(rounds: int) -> None:
 
     benchmarks = [
         throughput.run, lambda: fanout.run(rounds), pipeline.run, freshness.run, contact.run,
-        batchflow.run, history.run, workers.run, peer_gateway.run,
+        batchflow.run, history.run, workers.run, peer_gateway.run, outbound.run,
     ]
     verdicts = []
     for bench in benchmarks:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -73,6 +73,9 @@ MAX_CUSTOMER_ID = 40
 
 class ConcurrentUpdate(RuntimeError):
     """Another process changed the customer's CM profile first: roll back and retry the event."""
+
+
+PLAN_CHUNK = 500  # customer states a campaign's planning reads at a time
 
 
 class CMConfig(AdapterConfig):
@@ -214,30 +217,26 @@ class BuiltinCM:
         now = self._clock()
         offer = next(o for o in catalog.offers if o.id == campaign.offer_id)
         names = {s.id: s.name for s in catalog.segments}
-        if campaign.customer_ids:
-            states = await self._read_many(tx, list(dict.fromkeys(campaign.customer_ids)))
-            candidates = list(states.items())
-        else:
-            candidates = await self._profiles(tx)
         leads: list[Lead] = []
-        for customer_id, state in candidates:
-            member = {s.id for s in policy.segments_of(state, catalog.segments, now)}
-            if campaign.segment_id is not None and campaign.segment_id not in member:
-                continue
-            if policy._eligible_by(offer, member, names) is None:
-                continue
-            st = state.offers.get(offer.id)
-            if st is not None and (st.removed or (st.suppressed_until and st.suppressed_until > now)):
-                continue
-            channel = _reachable_by(campaign.channels, offer.channels, state.attributes)
-            if channel is None:
-                continue
-            dec = policy.decision_id(customer_id, None, state.version, catalog.version, [offer.id])
-            leads.append(Lead(
-                id=f"lead_{uuid.uuid4().hex[:20]}", code=new_lead_code(), campaign_id=campaign.id,
-                customer_id=customer_id, offer_id=offer.id, title=offer.title, channel=channel,
-                decision_id=dec, created_at=now,
-            ))
+        async for chunk in self._candidates(tx, campaign.customer_ids):  # a chunk of states at a time
+            for customer_id, state in chunk:
+                member = {s.id for s in policy.segments_of(state, catalog.segments, now)}
+                if campaign.segment_id is not None and campaign.segment_id not in member:
+                    continue
+                if policy._eligible_by(offer, member, names) is None:
+                    continue
+                st = state.offers.get(offer.id)
+                if st is not None and (st.removed or (st.suppressed_until and st.suppressed_until > now)):
+                    continue
+                channel = _reachable_by(campaign.channels, offer.channels, state.attributes)
+                if channel is None:
+                    continue
+                dec = policy.decision_id(customer_id, None, state.version, catalog.version, [offer.id])
+                leads.append(Lead(
+                    id=f"lead_{uuid.uuid4().hex[:20]}", code=new_lead_code(), campaign_id=campaign.id,
+                    customer_id=customer_id, offer_id=offer.id, title=offer.title, channel=channel,
+                    decision_id=dec, created_at=now,
+                ))
         await tx.execute(cm_campaigns.insert().values(
             id=campaign.id, offer_id=campaign.offer_id, segment_id=campaign.segment_id,
             channels=[c.value for c in campaign.channels], customer_ids=list(campaign.customer_ids),
@@ -262,18 +261,34 @@ class BuiltinCM:
             for r in rows
         }
 
-    async def _profiles(self, conn: AsyncConnection) -> list[tuple[str, CustomerState]]:
-        """Every customer CM knows (a segment's campaign looks at all of them)."""
-        out = []
-        rows = await conn.execute(
-            select(cm_profiles.c.customer_id, cm_profiles.c.state, cm_profiles.c.version)
-            .order_by(cm_profiles.c.customer_id)
-        )
-        for row in rows:
-            state = CustomerState.from_dict(row.state)
-            state.version = row.version
-            out.append((row.customer_id, state))
-        return out
+    async def _candidates(
+        self, conn: AsyncConnection, customer_ids: Sequence[str]
+    ) -> AsyncIterator[list[tuple[str, CustomerState]]]:
+        """The customers a campaign looks at, PLAN_CHUNK states at a time: the listed ones, or every
+        customer CM knows (a segment's campaign), so memory stays flat in the number of customers."""
+        if customer_ids:
+            ids = list(dict.fromkeys(customer_ids))
+            for at in range(0, len(ids), PLAN_CHUNK):
+                states = await self._read_many(conn, ids[at : at + PLAN_CHUNK])
+                yield list(states.items())
+            return
+        after = ""
+        while True:
+            rows = (await conn.execute(
+                select(cm_profiles.c.customer_id, cm_profiles.c.state, cm_profiles.c.version)
+                .where(cm_profiles.c.customer_id > after)
+                .order_by(cm_profiles.c.customer_id)
+                .limit(PLAN_CHUNK)
+            )).all()
+            if not rows:
+                return
+            chunk = []
+            for row in rows:
+                state = CustomerState.from_dict(row.state)
+                state.version = row.version
+                chunk.append((row.customer_id, state))
+            yield chunk
+            after = rows[-1].customer_id
 
     # --- EventConsumer ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import Field
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.ports import (
@@ -60,7 +60,7 @@ class LMConfig(AdapterConfig):
 class BuiltinLM:
     """Entry point `builtin-lm`."""
 
-    ports: ClassVar[tuple[type, ...]] = (LeadManager, EventConsumer)
+    ports: ClassVar[tuple[type, ...]] = (LeadManager, EventConsumer)  # and consume_batch
     Config = LMConfig
     metadata = metadata
     migrations = MIGRATIONS
@@ -91,22 +91,29 @@ class BuiltinLM:
     # --- EventConsumer: CM's leads --------------------------------------------------------------
 
     async def consume(self, tx: Tx, event: CloudEvent) -> set[str]:
-        if event.type != LEAD_CREATED:
-            return set()
-        try:
-            data = read(event, LeadCreatedData)
-        except MalformedEvent as exc:
-            raise PermanentError(str(exc)) from exc
-        await tx.execute(
-            dialect_insert(tx, lm_leads)
-            .values(
-                id=data.leadId, code=data.code, campaign_id=data.campaignId, customer_id=data.customerId,
-                offer_id=data.offerId, title=data.title, channel=data.channel.value,
-                decision_id=data.decisionId, status=LeadStatus.PLANNED.value, attempts=0,
-                created_at=data.at,
+        return await self.consume_batch(tx, [event])
+
+    async def consume_batch(self, tx: Tx, events: Sequence[CloudEvent]) -> set[str]:
+        """The leads of a batch in one statement; one taken before (a redelivery) adds nothing."""
+        rows: dict[str, dict[str, Any]] = {}
+        for event in events:
+            if event.type != LEAD_CREATED:
+                continue
+            try:
+                data = read(event, LeadCreatedData)
+            except MalformedEvent as exc:
+                raise PermanentError(str(exc)) from exc
+            rows.setdefault(data.leadId, {
+                "id": data.leadId, "code": data.code, "campaign_id": data.campaignId,
+                "customer_id": data.customerId, "offer_id": data.offerId, "title": data.title,
+                "channel": data.channel.value, "decision_id": data.decisionId,
+                "status": LeadStatus.PLANNED.value, "attempts": 0, "created_at": data.at,
+            })
+        if rows:
+            await tx.execute(
+                dialect_insert(tx, lm_leads).on_conflict_do_nothing(index_elements=[lm_leads.c.id]),
+                list(rows.values()),
             )
-            .on_conflict_do_nothing(index_elements=[lm_leads.c.id])  # a redelivery adds nothing
-        )
         return set()  # nothing of the customer view changed
 
     # --- LeadManager ----------------------------------------------------------------------------
@@ -200,23 +207,32 @@ class BuiltinLM:
                     select(lm_leads.c.id, lm_leads.c.attempts).where(lm_leads.c.id.in_(list(outcomes)))
                 )
             }
+            sent: list[dict[str, Any]] = []
             for lead_id, outcome in outcomes.items():
                 if lead_id not in attempts:
                     continue
                 detail = (outcome.detail or "")[:500] or None
+                if outcome.sent:  # the common case: one statement for all of them, below
+                    sent.append({"b_id": lead_id, "b_detail": detail})
+                    continue
                 mine = and_(lm_leads.c.id == lead_id, lm_leads.c.status == LeadStatus.SENDING.value)
-                if outcome.sent:
-                    values: dict[str, Any] = {
-                        "status": LeadStatus.SENT.value, "sent_at": now, "detail": detail,
-                    }
-                elif outcome.temporary and attempts[lead_id] + 1 < self.config.max_attempts:
+                if outcome.temporary and attempts[lead_id] + 1 < self.config.max_attempts:
                     wait = self.config.retry_seconds * 2 ** attempts[lead_id]
-                    values = {"status": LeadStatus.PLANNED.value, "claimed_at": None, "detail": detail,
-                              "attempts": attempts[lead_id] + 1, "retry_at": now + timedelta(seconds=wait)}
+                    values: dict[str, Any] = {
+                        "status": LeadStatus.PLANNED.value, "claimed_at": None, "detail": detail,
+                        "attempts": attempts[lead_id] + 1, "retry_at": now + timedelta(seconds=wait),
+                    }
                 else:
                     values = {"status": LeadStatus.FAILED.value, "detail": detail,
                               "attempts": attempts[lead_id] + 1}
                 await tx.execute(update(lm_leads).where(mine).values(**values))
+            if sent:
+                await tx.execute(
+                    update(lm_leads)
+                    .where(lm_leads.c.id == bindparam("b_id"), lm_leads.c.status == LeadStatus.SENDING.value)
+                    .values(status=LeadStatus.SENT.value, sent_at=now, detail=bindparam("b_detail")),
+                    sent,
+                )
 
     async def leads(self, lead_ids: Sequence[str]) -> Mapping[str, Lead]:
         ids = list(dict.fromkeys(lead_ids))

@@ -52,6 +52,7 @@ from hub.ports import CampaignPlanner, LeadManager, OutboundChannel
 log = logging.getLogger(__name__)
 
 MAX_CUSTOMERS = 10_000  # customerIds per launch; a segment has no such limit
+OUTBOX_CHUNK = 500  # lead.created events written per statement
 CODE_MAX = 40
 
 
@@ -137,7 +138,8 @@ class Campaigns:
         )
         async with self._engine.begin() as tx:
             leads = list(await self._planner.plan(tx, plan))
-            await self._outbox.add(tx, [self._created(lead) for lead in leads])
+            for at in range(0, len(leads), OUTBOX_CHUNK):  # one statement per chunk: memory stays flat
+                await self._outbox.add(tx, [self._created(lead) for lead in leads[at : at + OUTBOX_CHUNK]])
         log.info("campaign %s: %d leads planned for offer %s", plan.id, len(leads), offer_id)
         return Campaign(plan, tuple(leads))
 
