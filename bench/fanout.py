@@ -24,6 +24,7 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+import yaml
 from procs import HUB, free_port, start, stop, up
 
 from hub.config import SHIPPED_MAPPINGS
@@ -40,40 +41,27 @@ VIEW = "query($id: ID!) { customer(id: $id) { id attributes unavailableSystems }
 MANY = "query($ids: [ID!]!) { customers(ids: $ids) { attributes } }"
 
 
-BUILTIN_PROFILES = (  # the shipped CRM's and CM's profile maps: here they keep their roles, not the view
-    "    profile:              # unified field: where it is in the system's record\n      name: name\n"
-    "      emails: emails\n      phones: phones\n      attributes: attributes\n",
-    "    profile:\n      segments: segments\n      offerHistory: offerHistory\n"
-    "      attributes: attributes\n",
-    "survivorship:\n  attributes: [crm, cm]\n",
-)
-
-
 def _mapping(folder: Path, base: str) -> None:
     """The shipped deployment with the five REST systems as the view's only profile sources: the view
     the benchmarks time is theirs (the built-in CRM and CM still play their roles)."""
     shutil.copytree(SHIPPED_MAPPINGS, folder, ignore=shutil.ignore_patterns("examples", "tests"))
     hub_yaml = folder / "hub.yaml"
-    text = hub_yaml.read_text()
-    for block in BUILTIN_PROFILES:
-        assert block in text, f"the shipped hub.yaml changed: update bench/fanout.py ({block!r})"
-        text = text.replace(block, "survivorship: {}\n" if block.startswith("survivorship") else "")
-    systems = "".join(
-        f"""  {s}:
-    adapter: rest
-    key: id
-    timeout_seconds: 2
-    config:
-      base_url: {base}/{s}
-      fetch:
-        batch: {{path: "/customers?ids={{keys}}", records: data, key_field: id, max_batch: 200}}
-      breaker: null
-    profile:
-      attributes.{s}: value
-"""
-        for s in SYSTEMS
-    )
-    hub_yaml.write_text(text.replace("\nsurvivorship:", f"\n{systems}survivorship:", 1))
+    data = yaml.safe_load(hub_yaml.read_text())
+    for name in ("crm", "cm"):  # here they keep their roles, not the view
+        data["systems"][name].pop("profile", None)
+    data["survivorship"] = {}
+    for s in SYSTEMS:
+        data["systems"][s] = {
+            "adapter": "rest", "key": "id", "timeout_seconds": 2,
+            "config": {
+                "base_url": f"{base}/{s}",
+                "fetch": {"batch": {"path": "/customers?ids={keys}", "records": "data", "key_field": "id",
+                                    "max_batch": 200}},
+                "breaker": None,
+            },
+            "profile": {f"attributes.{s}": "value"},
+        }
+    hub_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 async def run(rounds: int = 7) -> list[str]:
