@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 
 from pydantic import Field, ValidationError
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.events import LEAD_RESPONSE, REQUEST_STATUS, RequestStatusData
@@ -55,6 +54,7 @@ from hub.ports import (
     new_lead_code,
     read,
     read_contact_event,
+    store_health,
     utcnow,
 )
 from hub_adapters.cm import policy
@@ -125,13 +125,9 @@ class BuiltinCM:
     async def check(self) -> Health:
         if self._catalog is None:
             return Health(False, "CM catalog not loaded (start() was not called or failed)")
-        try:
-            async with self._reader.connect() as conn:
-                await conn.execute(select(cm_offer_learning.c.offer_id).limit(1))
-                await conn.execute(select(cm_profiles.c.customer_id).limit(1))
-        except (SQLAlchemyError, OSError) as exc:
-            # Only the kind of failure: a driver's message may carry the DSN.
-            return Health(False, f"CM store unavailable ({type(exc).__name__})")
+        health = await store_health(self._reader, "CM", cm_offer_learning, cm_profiles)
+        if not health.ok:
+            return health
         c = self._catalog
         return Health(True, f"{len(c.offers)} offers, {len(c.segments)} segments, catalog {c.version}")
 

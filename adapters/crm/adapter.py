@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import SQLAlchemyError
 
 from hub.ports import (
     AdapterConfig,
@@ -36,6 +35,7 @@ from hub.ports import (
     Tx,
     dialect_insert,
     read_contact_event,
+    store_health,
     utcnow,
 )
 
@@ -67,13 +67,7 @@ class BuiltinCRM:
         return None
 
     async def check(self) -> Health:
-        try:
-            async with self._reader.connect() as conn:
-                await conn.execute(select(crm_customers.c.id).limit(1))
-        except (SQLAlchemyError, OSError) as exc:
-            # Only the kind of failure: a driver's message may carry the DSN.
-            return Health(False, f"CRM store unavailable ({type(exc).__name__})")
-        return Health(True, "store reachable")
+        return await store_health(self._reader, "CRM", crm_customers)
 
     # ProfileSource
     async def fetch(self, keys: Sequence[str]) -> Mapping[str, Record]:

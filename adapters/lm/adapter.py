@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 from sqlalchemy import and_, bindparam, func, or_, select, update
-from sqlalchemy.exc import SQLAlchemyError
 
 from hub.ports import (
     AdapterConfig,
@@ -36,6 +35,7 @@ from hub.ports import (
     Tx,
     dialect_insert,
     read,
+    store_health,
     utcnow,
 )
 
@@ -81,12 +81,7 @@ class BuiltinLM:
         return None
 
     async def check(self) -> Health:
-        try:
-            async with self._reader.connect() as conn:
-                await conn.execute(select(lm_leads.c.id).limit(1))
-        except (SQLAlchemyError, OSError) as exc:
-            return Health(False, f"LM store unavailable ({type(exc).__name__})")
-        return Health(True, "store reachable")
+        return await store_health(self._reader, "LM", lm_leads)
 
     # --- EventConsumer: CM's leads --------------------------------------------------------------
 

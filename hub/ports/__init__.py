@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, SecretStr
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.config.loader import Located, MappingError, Problem, load_located, validate
@@ -300,6 +301,18 @@ def new_lead_code() -> str:
     return f"{raw[:4]}-{raw[4:]}"
 
 
+async def store_health(reader: AsyncEngine, what: str, *tables: Any) -> Health:
+    """A built-in system's health: its own tables answer a read on the hub's store. Only the kind of a
+    failure is told: a driver's message may carry the DSN."""
+    try:
+        async with reader.connect() as conn:
+            for table in tables:
+                await conn.execute(select(*list(table.primary_key.columns)).limit(1))
+    except (SQLAlchemyError, OSError) as exc:
+        return Health(False, f"{what} store unavailable ({type(exc).__name__})")
+    return Health(True, "store reachable")
+
+
 def ports_of(adapter_class: type) -> tuple[type, ...]:
     return tuple(getattr(adapter_class, "ports", ()))
 
@@ -369,6 +382,7 @@ __all__ = [
     "ports_of",
     "read",
     "read_contact_event",
+    "store_health",
     "tables_of",
     "utcnow",
     "validate",
