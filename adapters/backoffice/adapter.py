@@ -8,7 +8,7 @@ queue, where an agent moves it with `updateRequestStatus`. It keeps no data of i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -18,6 +18,8 @@ from hub.ports import (
     BackOffice,
     CustomerRequest,
     Health,
+    PrivacyHandler,
+    PrivacySubject,
     RequestKind,
     RequestStatus,
     StatusChange,
@@ -38,7 +40,7 @@ class BackOfficeConfig(AdapterConfig):
 class BuiltinBackOffice:
     """Entry point `builtin-backoffice`."""
 
-    ports: ClassVar[tuple[type, ...]] = (BackOffice,)
+    ports: ClassVar[tuple[type, ...]] = (BackOffice, PrivacyHandler)
     Config = BackOfficeConfig
 
     def __init__(self, ctx: AdapterContext):
@@ -60,6 +62,13 @@ class BuiltinBackOffice:
         if request.kind not in self.config.automatic:
             return []  # waits in the work queue for a person
         return [StatusChange(RequestStatus.COMPLETED, utcnow(), BY, self.config.note)]
+
+    # PrivacyHandler: the requests it works on are the CRM's; it keeps nothing of a customer itself.
+    async def erase(self, tx: Tx, subject: PrivacySubject) -> str:
+        return "keeps no customer data (the requests are the CRM's)"
+
+    async def export(self, tx: Tx, subject: PrivacySubject) -> dict[str, Any]:
+        return {}
 
 
 class BusConfig(AdapterConfig):

@@ -1,8 +1,9 @@
 """BuiltinCM: the built-in campaign-management system on the hub's own store.
 
 Ports: ProfileSource (segments, offerHistory, attributes; read by golden id), DecisionEngine (offers,
-decide in batches) and EventConsumer (contact events, customer.created / customer.updated, and
-request.status: each request's latest status, which segment rules can count).
+decide in batches), EventConsumer (contact events, customer.created / customer.updated, request.status:
+each request's latest status, which segment rules can count; customer.consent: what it may offer where),
+CampaignPlanner and PrivacyHandler (the customer's profile erased or exported).
 
 Concurrency: `consume` runs in the caller's transaction and never commits. A profile row is written
 with optimistic concurrency (UPDATE ... WHERE version = :old; INSERT ... ON CONFLICT DO NOTHING when
@@ -21,10 +22,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field, ValidationError
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.events import LEAD_RESPONSE, REQUEST_STATUS, RequestStatusData
+from hub.events import CUSTOMER_CONSENT, LEAD_RESPONSE, REQUEST_STATUS, ConsentData, RequestStatusData
 from hub.ports import (
     AdapterConfig,
     AdapterContext,
@@ -45,6 +46,8 @@ from hub.ports import (
     NextBestAction,
     Offer,
     PermanentError,
+    PrivacyHandler,
+    PrivacySubject,
     ProfileSource,
     PropositionResponse,
     Record,
@@ -87,7 +90,9 @@ class CMConfig(AdapterConfig):
 class BuiltinCM:
     """The built-in CM adapter (entry point `builtin-cm`)."""
 
-    ports: ClassVar[tuple[type, ...]] = (ProfileSource, DecisionEngine, EventConsumer, CampaignPlanner)
+    ports: ClassVar[tuple[type, ...]] = (
+        ProfileSource, DecisionEngine, EventConsumer, CampaignPlanner, PrivacyHandler
+    )
     # Also BatchEventConsumer (consume_batch): not a role's port, so not in `ports`.
     Config = CMConfig
     metadata = metadata
@@ -206,9 +211,9 @@ class BuiltinCM:
     async def plan(self, tx: Tx, campaign: CampaignPlan) -> Sequence[Lead]:
         """One lead per eligible customer, over the first of the campaign's channels that the offer and
         the customer allow. Eligible: the offer's segment rules, not removed or suppressed for the
-        customer, and the customer's contact preferences (attributes `doNotContact: true`, `optOut:
-        "EMAIL,PRINT"`). A letter may carry any offer; email and call center only offers
-        listed for those channels."""
+        customer, the customer's contact preferences (attributes `doNotContact: true`, `optOut:
+        "EMAIL,PRINT"`) and marketing consent per channel (a letter: only a consent for every channel).
+        A letter may carry any offer; email and call center only offers listed for those channels."""
         catalog = self.catalog
         now = self._clock()
         offer = next(o for o in catalog.offers if o.id == campaign.offer_id)
@@ -224,7 +229,7 @@ class BuiltinCM:
                 st = state.offers.get(offer.id)
                 if st is not None and (st.removed or (st.suppressed_until and st.suppressed_until > now)):
                     continue
-                channel = _reachable_by(campaign.channels, offer.channels, state.attributes)
+                channel = _reachable_by(campaign.channels, offer.channels, state)
                 if channel is None:
                     continue
                 dec = policy.decision_id(customer_id, None, state.version, catalog.version, [offer.id])
@@ -286,6 +291,35 @@ class BuiltinCM:
             yield chunk
             after = rows[-1].customer_id
 
+    # --- PrivacyHandler --------------------------------------------------------------------------
+
+    async def erase(self, tx: Tx, subject: PrivacySubject) -> str:
+        """The customer's profile goes: attributes, counters, offer history, requests. The learning
+        counters are over all customers (no one's in particular) and stay."""
+        gone = await tx.execute(delete(cm_profiles).where(cm_profiles.c.customer_id == subject.customer_id))
+        return f"{gone.rowcount or 0} profile removed"
+
+    async def export(self, tx: Tx, subject: PrivacySubject) -> dict[str, Any]:
+        row = (await tx.execute(
+            select(cm_profiles.c.state, cm_profiles.c.version, cm_profiles.c.updated_at)
+            .where(cm_profiles.c.customer_id == subject.customer_id)
+        )).first()
+        if row is None:
+            return {}
+        state = CustomerState.from_dict(row.state)
+        now = self._clock()
+        return {
+            "attributes": dict(state.attributes),
+            "segments": [{"id": s.id, "name": s.name}
+                         for s in policy.segments_of(state, self.catalog.segments, now)],
+            "offerHistory": policy.offer_history(state),
+            "offers": {offer_id: st.to_dict() for offer_id, st in sorted(state.offers.items())},
+            "counters": {k: dict(v) for k, v in state.counters.items()},
+            "requests": {k: v.to_dict() for k, v in sorted(state.requests.items())},
+            "consents": {k: dict(v) for k, v in sorted(state.consents.items())},
+            "updatedAt": row.updated_at,
+        }
+
     # --- EventConsumer ---------------------------------------------------------------------------
 
     async def consume(self, tx: Tx, event: CloudEvent) -> set[str]:
@@ -318,6 +352,14 @@ class BuiltinCM:
                 return set()
             await self._write(tx, request.customerId, new, version, now)
             return {request.customerId}
+        if event.type == CUSTOMER_CONSENT:
+            consent = _read_consent(event)
+            state, version = await self._locked(tx, consent.customerId, now)
+            new = policy.apply_consent(state, consent)
+            if new.version == state.version:  # older than the statement kept, or the same again
+                return set()
+            await self._write(tx, consent.customerId, new, version, now)
+            return {consent.customerId}
         return set()
 
     async def consume_batch(self, tx: Tx, events: Sequence[CloudEvent]) -> set[str]:
@@ -326,7 +368,7 @@ class BuiltinCM:
         counters summed per offer."""
         catalog = self.catalog
         now = self._clock()
-        parsed: list[tuple[str, ContactEvent | RequestStatusData | dict[str, Any]]] = []
+        parsed: list[tuple[str, ContactEvent | RequestStatusData | ConsentData | dict[str, Any]]] = []
         for event in events:
             if event.type in CONTACT_EVENT_TYPES or event.type == LEAD_RESPONSE:
                 contact = _read_contact_event(event)
@@ -338,6 +380,9 @@ class BuiltinCM:
             elif event.type == REQUEST_STATUS:
                 request = _read_request_status(event)
                 parsed.append((request.customerId, request))
+            elif event.type == CUSTOMER_CONSENT:
+                consent = _read_consent(event)
+                parsed.append((consent.customerId, consent))
         if not parsed:
             return set()
         locked = await self._locked_many(tx, sorted({cid for cid, _ in parsed}), now)
@@ -357,6 +402,9 @@ class BuiltinCM:
             elif isinstance(item, RequestStatusData):
                 if not policy.request_status_in_place(states[cid], item):
                     continue  # older than the status kept, or the same again
+            elif isinstance(item, ConsentData):
+                if not policy.consent_in_place(states[cid], item):
+                    continue  # older than the statement kept, or the same again
             elif not policy.attributes_in_place(states[cid], item):
                 continue
             changed.add(cid)
@@ -498,9 +546,11 @@ def _read_contact_event(event: CloudEvent) -> ContactEvent:
 
 
 def _reachable_by(
-    wanted: Sequence[LeadChannel], offered: Sequence[Channel], attributes: Mapping[str, Any]
+    wanted: Sequence[LeadChannel], offered: Sequence[Channel], state: CustomerState
 ) -> LeadChannel | None:
-    """The first wanted channel the offer may go by and the customer has not opted out of."""
+    """The first wanted channel the offer may go by, the customer has not opted out of and has not
+    withheld marketing consent for (a letter has no consent of its own: only one for every channel)."""
+    attributes = state.attributes
     if attributes.get("doNotContact") is True:
         return None
     raw = attributes.get("optOut")  # "EMAIL" or "EMAIL,PRINT" (attributes are scalars), or a list
@@ -508,6 +558,9 @@ def _reachable_by(
     opted_out = {str(c).strip().upper() for c in parts}
     for channel in wanted:
         if channel.value in opted_out:
+            continue
+        front = channel.value if channel.value in Channel.__members__ else None  # a letter: none
+        if policy.withheld(state, policy.MARKETING, front):
             continue
         if channel is LeadChannel.PRINT or channel.value in {c.value for c in offered}:
             return channel
@@ -527,6 +580,13 @@ def _lead_response(event: CloudEvent) -> ContactEvent:
         response=data.response,
         decision_id=data.decisionId,
     )
+
+
+def _read_consent(event: CloudEvent) -> ConsentData:
+    try:
+        return read(event, ConsentData)
+    except MalformedEvent as exc:
+        raise PermanentError(str(exc)) from exc
 
 
 def _read_request_status(event: CloudEvent) -> RequestStatusData:

@@ -16,6 +16,12 @@ Ties are broken by offer id. Counters are daily buckets updated per event, never
 
 Requests (`request.status`, from the CRM): the state keeps each request's latest status by its `at`
 (an older one arriving late is ignored), for the newest MAX_REQUESTS requests; segment rules count them.
+
+Consents (`customer.consent`, from the consent registry): per purpose and channel (or every channel) the
+newest statement. No marketing consent in a channel: no offers there (an NBA request for it gets none;
+one for any channel offers each offer by a channel it may go by, and says which it skipped; a campaign
+plans no lead by it). No profiling consent: the customer's shown interest is not used, and the reason
+says so. Nothing recorded: allowed.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hub.events import RequestStatusData
+from hub.events import ConsentData, RequestStatusData
 from hub.model import (
     Channel,
     ContactEvent,
@@ -155,6 +161,8 @@ class CustomerState:
     offers: dict[str, OfferState] = field(default_factory=dict)
     recent_events: list[str] = field(default_factory=list)
     requests: dict[str, RequestState] = field(default_factory=dict)  # request id -> its latest status
+    # "<PURPOSE>:<CHANNEL or *>" -> {"granted": bool, "at": iso}: the newest statement of each
+    consents: dict[str, dict[str, Any]] = field(default_factory=dict)
     version: int = 0  # +1 per applied change; part of the decision id
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,6 +172,7 @@ class CustomerState:
             "offers": {k: v.to_dict() for k, v in sorted(self.offers.items())},
             "recent_events": list(self.recent_events),
             "requests": {k: v.to_dict() for k, v in sorted(self.requests.items())},
+            "consents": {k: dict(v) for k, v in sorted(self.consents.items())},
             "version": self.version,
         }
 
@@ -177,6 +186,7 @@ class CustomerState:
             offers={k: OfferState.from_dict(v) for k, v in d.get("offers", {}).items()},
             recent_events=list(d.get("recent_events", [])),
             requests={k: RequestState.from_dict(v) for k, v in (d.get("requests") or {}).items()},
+            consents={k: dict(v) for k, v in (d.get("consents") or {}).items()},
             version=int(d.get("version", 0)),
         )
 
@@ -325,6 +335,52 @@ def request_status_in_place(new: CustomerState, data: RequestStatusData) -> bool
     return True
 
 
+MARKETING = "MARKETING"
+PROFILING = "PROFILING"
+EVERY_CHANNEL = "*"
+
+
+def consent_in_place(new: CustomerState, data: ConsentData) -> bool:
+    """A consent statement on a state the caller owns: kept when it is newer than the one kept for its
+    purpose and channel. False (and no new version) when it changes nothing: older, or the same again."""
+    key = f"{data.purpose.value}:{data.channel.value if data.channel else EVERY_CHANNEL}"
+    at = _aware(data.at).astimezone(UTC)
+    kept = new.consents.get(key)
+    if kept is not None:
+        kept_at = _parse(kept["at"])
+        if kept_at is not None and (kept_at > at or (kept_at == at and kept["granted"] == data.granted)):
+            return False
+    new.consents[key] = {"granted": data.granted, "at": _iso(at)}
+    new.version += 1
+    return True
+
+
+def apply_consent(state: CustomerState, data: ConsentData) -> CustomerState:
+    """Return the state after one `customer.consent`; `state` is not changed."""
+    new = copy.deepcopy(state)
+    consent_in_place(new, data)
+    return new
+
+
+def withheld(state: CustomerState, purpose: str, channel: str | None) -> str | None:
+    """Why `purpose` is not allowed in `channel` (None: any channel, where only a statement for every
+    channel counts), e.g. "no marketing consent by EMAIL"; None when it is allowed. The newest statement
+    covering the channel decides (the channel's own one at the same moment)."""
+    covering = [
+        (key.split(":", 1)[1], value)
+        for key, value in state.consents.items()
+        if key == f"{purpose}:{EVERY_CHANNEL}" or (channel is not None and key == f"{purpose}:{channel}")
+    ]
+    if not covering:
+        return None
+    where, newest = max(covering, key=lambda kv: (_parse(kv[1]["at"]) or datetime.min.replace(tzinfo=UTC),
+                                                  kv[0] != EVERY_CHANNEL))
+    if newest.get("granted", True):
+        return None
+    scope = "in any channel" if where == EVERY_CHANNEL else f"by {where}"
+    return f"no {purpose.lower()} consent {scope}"
+
+
 def _precedence(at: datetime, status: RequestStatus, kind: RequestKind) -> tuple[datetime, int, int]:
     return at, _STATUS_RANK[status], _KIND_RANK[kind]
 
@@ -464,6 +520,9 @@ def rank(
 ) -> list[NextBestAction]:
     if limit <= 0:
         return []
+    if channel is not None and withheld(state, MARKETING, channel.value):
+        return []  # no marketing consent in this channel: no offers in it
+    unprofiled = withheld(state, PROFILING, channel.value if channel else None)
     member = {s.id for s in segments_of(state, catalog.segments, now)}
     names = {s.id: s.name for s in catalog.segments}
     candidates: list[_Candidate] = []
@@ -473,6 +532,17 @@ def rank(
             continue
         if channel is not None and channel not in offer.channels:
             continue
+        skipped: list[str] = []
+        by = channel
+        if channel is None:  # any channel: the first the offer may go by that consent allows
+            for c in offer.channels:
+                if withheld(state, MARKETING, c.value):
+                    skipped.append(c.value)
+                    continue
+                by = c
+                break
+            if by is None:
+                continue  # no channel of the offer may carry marketing to this customer
         st = state.offers.get(offer.id)
         if fatigued(st, offer, now):
             continue
@@ -480,7 +550,7 @@ def rank(
             continue
         shown, accepted = learning.get(offer.id, (0, 0))
         p = propensity(learning, offer.id)
-        boost, topic, n = interest_boost(state, offer, now)
+        boost, topic, n = interest_boost(state, offer, now) if unprofiled is None else (1.0, None, 0)
         answered_later = st is not None and st.last_response is PropositionResponse.LATER
         later = offer.later_factor if answered_later else 1.0
         score = offer.priority * p * offer.value * boost * later
@@ -490,10 +560,14 @@ def rank(
             parts.append(f"interest in {topic} x{boost:.2f} ({n} in {INTEREST_DAYS} days)")
         if later != 1.0:
             parts.append(f"answered LATER x{later:g}")
+        if unprofiled:
+            parts.append(f"{unprofiled}: interest not used")
+        if skipped:
+            parts.append(f"no marketing consent by {', '.join(skipped)}: offered by {by.value if by else ''}")
         parts.append(f"score {offer.priority:g} x {p:.3f} x {offer.value:g}"
                      f"{f' x {boost:.2f}' if boost != 1 else ''}{f' x {later:g}' if later != 1 else ''}"
                      f" = {score:.2f}")
-        candidates.append(_Candidate(offer, channel or offer.channels[0], score, "; ".join(parts)))
+        candidates.append(_Candidate(offer, by or offer.channels[0], score, "; ".join(parts)))
     candidates.sort(key=lambda c: (-c.score, c.offer.id))
     top = candidates[:limit]
     dec = decision_id(customer_id, channel, state.version, catalog.version, [c.offer.id for c in top])
@@ -538,10 +612,12 @@ __all__ = [
     "OfferState",
     "RequestState",
     "apply_attributes",
+    "apply_consent",
     "apply_event",
     "apply_in_place",
     "apply_request_status",
     "attributes_in_place",
+    "consent_in_place",
     "count_requests",
     "decision_id",
     "fatigued",
@@ -552,4 +628,5 @@ __all__ = [
     "rank",
     "request_status_in_place",
     "segments_of",
+    "withheld",
 ]

@@ -3,7 +3,11 @@ requests with their status history, and the products customers hold.
 
 It shares the hub's golden ids, so the mapping reads it by `key: id`. A sale closes when a customer
 accepts an offer (`contact.response` ACCEPTED, through a flow to the CRM) or when a quote for an offer is
-completed: the offer becomes one of the customer's `products` in the view."""
+completed: the offer becomes one of the customer's `products` in the view.
+
+It keeps customers' consents per purpose and channel (ConsentRegistry: the hub writes them in its
+transaction, with a `customer.consent` event), and erases and exports a customer's data (PrivacyHandler:
+master data, consents, the contacts it was told about, requests with their history)."""
 
 from __future__ import annotations
 
@@ -11,12 +15,16 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from hub.ports import (
     AdapterConfig,
     AdapterContext,
+    Channel,
     CloudEvent,
+    Consent,
+    ConsentPurpose,
+    ConsentRegistry,
     Contact,
     ContactRegistry,
     CustomerFacts,
@@ -25,6 +33,8 @@ from hub.ports import (
     Health,
     MalformedEvent,
     PermanentError,
+    PrivacyHandler,
+    PrivacySubject,
     ProfileSource,
     PropositionResponse,
     Record,
@@ -39,7 +49,17 @@ from hub.ports import (
     utcnow,
 )
 
-from .tables import MIGRATIONS, crm_contacts, crm_customers, crm_request_history, crm_requests, metadata
+from .tables import (
+    MIGRATIONS,
+    crm_consents,
+    crm_contacts,
+    crm_customers,
+    crm_request_history,
+    crm_requests,
+    metadata,
+)
+
+ANY_CHANNEL = "*"  # a consent for every channel
 
 SALE_EVENT = "contact.response"  # through a flow to the CRM: an ACCEPTED response closes a sale
 
@@ -51,7 +71,9 @@ class CRMConfig(AdapterConfig):
 class BuiltinCRM:
     """Entry point `builtin-crm`."""
 
-    ports: ClassVar[tuple[type, ...]] = (ProfileSource, ContactRegistry, RequestRegistry, EventConsumer)
+    ports: ClassVar[tuple[type, ...]] = (
+        ProfileSource, ContactRegistry, RequestRegistry, EventConsumer, PrivacyHandler, ConsentRegistry
+    )
     Config = CRMConfig
     metadata = metadata
     migrations = MIGRATIONS
@@ -217,6 +239,109 @@ class BuiltinCRM:
         )
         return {customer_id}
 
+    # ConsentRegistry
+    async def set_consent(self, tx: Tx, customer_id: str, consent: Consent) -> bool:
+        key = (customer_id, consent.purpose.value, consent.channel.value if consent.channel else ANY_CHANNEL)
+        where = (crm_consents.c.customer_id == key[0], crm_consents.c.purpose == key[1],
+                 crm_consents.c.channel == key[2])
+        row = (await tx.execute(select(crm_consents).where(*where).with_for_update())).first()
+        if row is not None and (row.at > consent.at or (row.granted, row.source) == (consent.granted,
+                                                                                       consent.source)):
+            return False  # a newer statement is kept, or this one says the same again
+        values = {"granted": consent.granted, "at": consent.at, "source": consent.source}
+        if row is None:
+            await tx.execute(
+                dialect_insert(tx, crm_consents)
+                .values(customer_id=key[0], purpose=key[1], channel=key[2], **values)
+                .on_conflict_do_update(index_elements=list(crm_consents.primary_key.columns), set_=values)
+            )
+        else:
+            await tx.execute(update(crm_consents).where(*where).values(**values))
+        return True
+
+    async def consents(self, customer_ids: Sequence[str]) -> Mapping[str, Sequence[Consent]]:
+        ids = list(dict.fromkeys(customer_ids))
+        if not ids:
+            return {}
+        async with self._reader.connect() as conn:
+            rows = (await conn.execute(
+                select(crm_consents)
+                .where(crm_consents.c.customer_id.in_(ids))
+                .order_by(crm_consents.c.customer_id, crm_consents.c.purpose, crm_consents.c.channel)
+            )).all()
+        out: dict[str, list[Consent]] = defaultdict(list)
+        for r in rows:
+            out[r.customer_id].append(_consent(r))
+        return out
+
+    # PrivacyHandler: the customer's master data, consents, the contacts it was told about, the requests
+    async def erase(self, tx: Tx, subject: PrivacySubject) -> str:
+        cid = subject.customer_id
+        await tx.execute(delete(crm_consents).where(crm_consents.c.customer_id == cid))
+        mine = select(crm_requests.c.id).where(crm_requests.c.customer_id == cid).scalar_subquery()
+        await tx.execute(delete(crm_request_history).where(crm_request_history.c.request_id.in_(mine)))
+        requests = await tx.execute(delete(crm_requests).where(crm_requests.c.customer_id == cid))
+        contacts = await tx.execute(delete(crm_contacts).where(crm_contacts.c.customer_id == cid))
+        customer = await tx.execute(delete(crm_customers).where(crm_customers.c.id == cid))
+        return (
+            f"{customer.rowcount or 0} customer record, {contacts.rowcount or 0} contacts, "
+            f"{requests.rowcount or 0} requests removed"
+        )
+
+    async def export(self, tx: Tx, subject: PrivacySubject) -> dict[str, Any]:
+        cid = subject.customer_id
+        row = (await tx.execute(select(crm_customers).where(crm_customers.c.id == cid))).first()
+        contacts = (
+            await tx.execute(
+                select(crm_contacts)
+                .where(crm_contacts.c.customer_id == cid)
+                .order_by(crm_contacts.c.started_at)
+            )
+        ).all()
+        requests = (
+            await tx.execute(
+                select(crm_requests)
+                .where(crm_requests.c.customer_id == cid)
+                .order_by(crm_requests.c.created_at)
+            )
+        ).all()
+        found = await _with_history(tx, requests)
+        consents = (await tx.execute(
+            select(crm_consents).where(crm_consents.c.customer_id == cid).order_by(
+                crm_consents.c.purpose, crm_consents.c.channel)
+        )).all()
+        return {
+            "consents": [
+                {"purpose": c.purpose, "channel": None if c.channel == ANY_CHANNEL else c.channel,
+                 "granted": c.granted, "at": c.at, "source": c.source}
+                for c in consents
+            ],
+            "customer": None if row is None else {
+                "name": row.name,
+                "emails": list(row.emails),
+                "phones": list(row.phones),
+                "attributes": dict(row.attributes),
+                "products": list(row.products or []),
+                "createdAt": row.created_at,
+                "updatedAt": row.updated_at,
+            },
+            "contacts": [
+                {"id": c.id, "channel": c.channel, "startedAt": c.started_at, "endedAt": c.ended_at,
+                 "outcome": c.outcome}
+                for c in contacts
+            ],
+            "requests": [
+                {
+                    "id": r.id, "kind": r.kind.value, "subject": r.subject, "details": r.details,
+                    "offerId": r.offer_id, "status": r.status.value, "createdAt": r.created_at,
+                    "history": [
+                        {"status": h.status.value, "at": h.at, "by": h.by, "note": h.note} for h in r.history
+                    ],
+                }
+                for r in found
+            ],
+        }
+
     async def locked_request(self, tx: Tx, request_id: str) -> CustomerRequest | None:
         row = (
             await tx.execute(select(crm_requests).where(crm_requests.c.id == request_id).with_for_update())
@@ -250,6 +375,16 @@ class BuiltinCRM:
         for request in found:
             out[request.customer_id].append(request)
         return out
+
+
+def _consent(r: Any) -> Consent:
+    return Consent(
+        purpose=ConsentPurpose(r.purpose),
+        channel=None if r.channel == ANY_CHANNEL else Channel(r.channel),
+        granted=bool(r.granted),
+        at=r.at,
+        source=r.source,
+    )
 
 
 def _sold(kind: RequestKind, status: RequestStatus, offer_id: str | None) -> str | None:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, Integer, MetaData, String, Table, Text
 
 from hub.ports import UTCDateTime
 
@@ -59,4 +59,16 @@ crm_request_history = Table(
     Column("at", UTCDateTime(), nullable=False),
     Column("by", String(80), nullable=False),
     Column("note", String(500)),
+)
+
+# Consents per purpose (MARKETING, PROFILING) and channel ("*": every channel); the newest statement wins.
+crm_consents = Table(
+    "crm_consents",
+    metadata,
+    Column("customer_id", String(40), primary_key=True),
+    Column("purpose", String(20), primary_key=True),
+    Column("channel", String(20), primary_key=True),
+    Column("granted", Boolean, nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("source", String(60), nullable=False),
 )

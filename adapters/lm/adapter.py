@@ -1,5 +1,7 @@
 """The built-in LM: takes CM's leads (`lead.created`, through a flow), hands out the due ones within each
-channel's capacity, records deliveries, responses and unsubscriptions.
+channel's capacity, records deliveries, responses and unsubscriptions. A customer's marketing consent
+withheld for a channel (`customer.consent`, through a flow) stops their leads by it as an unsubscription
+does, and the lead not sent says why. It erases and exports a customer's leads (PrivacyHandler).
 
 Capacity (config `capacity`): email per hour (the last 60 minutes), print and call-center per UTC day. A
 lead counts against it from the moment it is handed out; a temporary failure gives the slot back and the
@@ -15,12 +17,14 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import Field
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 
+from hub.events import ConsentData
 from hub.ports import (
     AdapterConfig,
     AdapterContext,
     CloudEvent,
+    ConsentPurpose,
     DeliveryOutcome,
     EventConsumer,
     Health,
@@ -31,6 +35,8 @@ from hub.ports import (
     LeadStatus,
     MalformedEvent,
     PermanentError,
+    PrivacyHandler,
+    PrivacySubject,
     PropositionResponse,
     Tx,
     dialect_insert,
@@ -42,6 +48,8 @@ from hub.ports import (
 from .tables import MIGRATIONS, lm_leads, lm_optouts, metadata
 
 LEAD_CREATED = "lead.created"
+UNSUBSCRIBED = "unsubscribed from this channel"  # a lead not sent because of the customer's unsubscription
+CUSTOMER_CONSENT = "customer.consent"  # marketing consent withheld for a channel: no more leads by it
 # Names the claim lock on PostgreSQL: two hub processes never count one channel's capacity at once.
 CLAIM_LOCK = 7301010
 class Capacity(AdapterConfig):
@@ -60,7 +68,7 @@ class LMConfig(AdapterConfig):
 class BuiltinLM:
     """Entry point `builtin-lm`."""
 
-    ports: ClassVar[tuple[type, ...]] = (LeadManager, EventConsumer)  # and consume_batch
+    ports: ClassVar[tuple[type, ...]] = (LeadManager, EventConsumer, PrivacyHandler)  # and consume_batch
     Config = LMConfig
     metadata = metadata
     migrations = MIGRATIONS
@@ -89,9 +97,14 @@ class BuiltinLM:
         return await self.consume_batch(tx, [event])
 
     async def consume_batch(self, tx: Tx, events: Sequence[CloudEvent]) -> set[str]:
-        """The leads of a batch in one statement; one taken before (a redelivery) adds nothing."""
+        """The leads of a batch in one statement; one taken before (a redelivery) adds nothing. A
+        marketing consent withheld for a channel (or every channel) stops the customer's leads by it,
+        as an unsubscription does; given again, they may go again."""
         rows: dict[str, dict[str, Any]] = {}
         for event in events:
+            if event.type == CUSTOMER_CONSENT:
+                await self._consent(tx, event)
+                continue
             if event.type != LEAD_CREATED:
                 continue
             try:
@@ -110,6 +123,30 @@ class BuiltinLM:
                 list(rows.values()),
             )
         return set()  # nothing of the customer view changed
+
+    async def _consent(self, tx: Tx, event: CloudEvent) -> None:
+        try:
+            data = read(event, ConsentData)
+        except MalformedEvent as exc:
+            raise PermanentError(str(exc)) from exc
+        if data.purpose is not ConsentPurpose.MARKETING:
+            return
+        channels = [data.channel.value] if data.channel else [c.value for c in LeadChannel]
+        channels = [c for c in channels if c in LeadChannel.__members__]  # the outbound ones
+        if not channels:
+            return
+        if data.granted:
+            await tx.execute(delete(lm_optouts).where(
+                lm_optouts.c.customer_id == data.customerId, lm_optouts.c.channel.in_(channels)))
+            return
+        await tx.execute(
+            dialect_insert(tx, lm_optouts).on_conflict_do_nothing(
+                index_elements=[lm_optouts.c.customer_id, lm_optouts.c.channel]
+            ),
+            [{"customer_id": data.customerId, "channel": c, "at": data.at,
+              "reason": f"no marketing consent by {c}"}
+             for c in channels],
+        )
 
     # --- LeadManager ----------------------------------------------------------------------------
 
@@ -169,20 +206,20 @@ class BuiltinLM:
             if not rows:
                 return []
             opted_out = {
-                r.customer_id
+                r.customer_id: r.reason or UNSUBSCRIBED
                 for r in await tx.execute(
-                    select(lm_optouts.c.customer_id).where(
+                    select(lm_optouts.c.customer_id, lm_optouts.c.reason).where(
                         lm_optouts.c.channel == channel.value,
                         lm_optouts.c.customer_id.in_({r.customer_id for r in rows}),
                     )
                 )
             }
-            skipped = [r.id for r in rows if r.customer_id in opted_out]
             taken = [r for r in rows if r.customer_id not in opted_out]
-            if skipped:
+            for reason in set(opted_out.values()):
+                skipped = [r.id for r in rows if opted_out.get(r.customer_id) == reason]
                 await tx.execute(
                     update(lm_leads).where(lm_leads.c.id.in_(skipped))
-                    .values(status=LeadStatus.FAILED.value, detail="unsubscribed from this channel")
+                    .values(status=LeadStatus.FAILED.value, detail=reason)
                 )
             if taken:
                 await tx.execute(
@@ -294,6 +331,39 @@ class BuiltinLM:
             .on_conflict_do_nothing(index_elements=[lm_optouts.c.customer_id, lm_optouts.c.channel])
         )
         return _lead(row)
+
+    # --- PrivacyHandler ----------------------------------------------------------------------------
+
+    async def erase(self, tx: Tx, subject: PrivacySubject) -> str:
+        """The customer's leads (a planned one is never sent) and unsubscriptions go; a campaign's
+        counts no longer include them."""
+        cid = subject.customer_id
+        leads = await tx.execute(delete(lm_leads).where(lm_leads.c.customer_id == cid))
+        await tx.execute(delete(lm_optouts).where(lm_optouts.c.customer_id == cid))
+        return f"{leads.rowcount or 0} leads removed"
+
+    async def export(self, tx: Tx, subject: PrivacySubject) -> dict[str, Any]:
+        cid = subject.customer_id
+        leads = (await tx.execute(
+            select(lm_leads)
+            .where(lm_leads.c.customer_id == cid)
+            .order_by(lm_leads.c.created_at, lm_leads.c.id)
+        )).all()
+        optouts = (await tx.execute(
+            select(lm_optouts).where(lm_optouts.c.customer_id == cid).order_by(lm_optouts.c.channel)
+        )).all()
+        return {
+            "leads": [
+                {
+                    "id": r.id, "code": r.code, "campaignId": r.campaign_id, "offerId": r.offer_id,
+                    "title": r.title, "channel": r.channel, "status": r.status, "createdAt": r.created_at,
+                    "sentAt": r.sent_at, "respondedAt": r.responded_at, "response": r.response,
+                    "responseChannel": r.response_channel,
+                }
+                for r in leads
+            ],
+            "unsubscribed": [{"channel": o.channel, "at": o.at} for o in optouts],
+        }
 
 
 def _lead(r: Any, status: LeadStatus | None = None) -> Lead:

@@ -37,11 +37,13 @@ lm_leads = Table(
     Index("ix_lm_leads_claimed", "channel", "claimed_at"),
 )
 
-# Customers who unsubscribed from a channel (the email's unsubscribe link): LM sends them no more.
+# Customers who unsubscribed from a channel (the email's unsubscribe link), or withheld their marketing
+# consent for it: LM sends them no more. `reason` is what a lead not sent says (null: unsubscribed).
 lm_optouts = Table(
     "lm_optouts",
     metadata,
     Column("customer_id", String(40), primary_key=True),
     Column("channel", String(20), primary_key=True),
     Column("at", UTCDateTime(), nullable=False),
+    Column("reason", String(200)),
 )

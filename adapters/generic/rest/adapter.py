@@ -1,7 +1,8 @@
 """RestAdapter (entry point `rest`): a system behind an HTTP/JSON API, described in the mapping alone.
 
-Ports: ProfileSource (by key and/or batch endpoints, see config.Fetch) and EventConsumer (events
-POSTed as structured CloudEvents with an idempotency key). Every call to the system is bounded by the
+Ports: ProfileSource (by key and/or batch endpoints, see config.Fetch), EventConsumer (events
+POSTed as structured CloudEvents with an idempotency key) and PrivacyHandler (GDPR erasure and export,
+see config.Privacy; NOT_SUPPORTED unless configured). Every call to the system is bounded by the
 mapping's `timeout_seconds`, retried, rate-limited and guarded by a circuit breaker (see caller.py).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import aiohttp
 import httpx
@@ -22,7 +24,10 @@ from hub.ports import (
     CloudEvent,
     EventConsumer,
     Health,
+    NotSupported,
     PermanentError,
+    PrivacyHandler,
+    PrivacySubject,
     ProfileSource,
     Record,
     Tx,
@@ -31,8 +36,8 @@ from hub.ports import (
 
 from .auth import AuthFailed, Credentials, credentials_for, redact, secrets_of
 from .caller import Caller
-from .config import RestConfig
-from .fetching import ProfileReader
+from .config import KEY, PrivacyCall, RestConfig
+from .fetching import ProfileReader, dig
 from .resilience import CircuitBreaker, Deadline, State, TokenBucket
 from .wire import Wire
 
@@ -45,7 +50,7 @@ MAX_DETAIL = 200
 
 
 class RestAdapter:
-    ports: ClassVar[tuple[type, ...]] = (ProfileSource, EventConsumer)
+    ports: ClassVar[tuple[type, ...]] = (ProfileSource, EventConsumer, PrivacyHandler)
     # An external system: its effects are idempotent by event id, not in the hub's transaction.
     transactional: ClassVar[bool] = False
     Config = RestConfig
@@ -74,6 +79,8 @@ class RestAdapter:
             return self.config.fetch is not None
         if port is EventConsumer:
             return self.config.events is not None
+        if port is PrivacyHandler:
+            return self.config.privacy is not None
         return port in self.ports
 
     def __repr__(self) -> str:
@@ -247,6 +254,61 @@ class RestAdapter:
         for event in events:
             changed |= await self.consume(tx, event)
         return changed
+
+    # --- PrivacyHandler ----------------------------------------------------------------------------
+
+    async def erase(self, tx: Tx, subject: PrivacySubject) -> str:
+        """`privacy.erase`: 2xx, 404 (the system does not know the customer) or 410 is done."""
+        _, what, response = await self._privacy("erase", subject)
+        status = response.status_code
+        if 200 <= status < 300 or status in (404, 410):
+            return f"{what}: HTTP {status}"
+        raise self._refused(what, status)
+
+    async def export(self, tx: Tx, subject: PrivacySubject) -> Mapping[str, Any]:
+        """`privacy.export`: a 2xx JSON answer is the system's part (at `record`); 404 is nothing."""
+        call, what, response = await self._privacy("export", subject)
+        status = response.status_code
+        if status == 404:
+            return {}
+        if not 200 <= status < 300:
+            raise self._refused(what, status)
+        try:
+            body: Any = response.json()
+        except ValueError:
+            raise PermanentError(f"system {self.system!r}: {what}: the answer is not JSON") from None
+        found = dig(body, call.record)
+        return found if isinstance(found, Mapping) else {"data": found}
+
+    async def _privacy(self, kind: str, subject: PrivacySubject) -> tuple[PrivacyCall, str, httpx.Response]:
+        """One try of the configured call (the hub's bus owns the retries): the answer, unless the system
+        failed in a way worth retrying (AdapterError). Told by the path template, never the key."""
+        caller = self._started()
+        privacy = self.config.privacy
+        call = getattr(privacy, kind) if privacy is not None else None
+        if privacy is None or call is None:
+            raise NotSupported(f"not configured for privacy {kind} requests (config.privacy.{kind})")
+        what = f"{call.method} {call.path}"
+        deadline = self._deadline()
+        try:
+            async with asyncio.timeout(deadline.remaining() + 0.05):
+                response = await caller.send(
+                    call.method,
+                    call.path.replace(KEY, quote(subject.key, safe="")),
+                    what=what,
+                    deadline=deadline,
+                    retry=False,
+                    headers={privacy.idempotency_header: f"{subject.request_id}:{self.system}"},
+                )
+        except TimeoutError:
+            raise caller.error(f"{what}: no answer within {self.timeout:g}s") from None
+        if response.status_code >= 500 or response.status_code in TRANSIENT_4XX:
+            raise caller.error(f"{what}: HTTP {response.status_code}")
+        return call, what, response
+
+    def _refused(self, what: str, status: int) -> PermanentError:
+        # Not the answer's body: it may quote the customer's data.
+        return PermanentError(f"system {self.system!r}: {what} answered HTTP {status}")
 
     def _detail(self, response: httpx.Response) -> str:
         """A short reason from a problem+json or similar body, kept with the dead letter."""

@@ -286,6 +286,56 @@ class Events(_Strict):
     _header_name = field_validator("idempotency_header")(_header)
 
 
+class PrivacyCall(_Strict):
+    """One call of a privacy request: `{key}` in the path is the customer's key in this system (the
+    mapping's `key:`), URL-encoded."""
+
+    method: Literal["GET", "POST", "PUT", "DELETE"]
+    path: str
+    record: str | None = None  # an export: where the system's data is in the answer (default: all of it)
+
+    @field_validator("path")
+    @classmethod
+    def _one_key(cls, v: str) -> str:
+        _path(v, (KEY,))
+        if v.count(KEY) != 1:
+            raise ValueError(f"the path names {KEY} once, e.g. /members/{KEY}")
+        return v
+
+    _record = field_validator("record")(_dotted)
+
+
+class Privacy(_Strict):
+    """GDPR requests (the hub's port PrivacyHandler). `erase`: e.g. `DELETE /members/{key}`: 2xx, 404 or
+    410 is done. `export`: e.g. `GET /members/{key}/export`: a 2xx JSON answer is the system's part of the
+    export (at `record`), 404 is nothing. A 5xx, 408, 429 or no answer is retried by the hub's bus;
+    another 4xx fails the receipt for good. Each call carries `idempotency_header`: the request's id
+    and the system's name. Without this section, or without one of the two, the system answers that
+    kind of request NOT_SUPPORTED."""
+
+    erase: PrivacyCall | None = None
+    export: PrivacyCall | None = None
+    idempotency_header: str = "Idempotency-Key"
+
+    _header_name = field_validator("idempotency_header")(_header)
+
+    @field_validator("erase", mode="before")
+    @classmethod
+    def _erase_default(cls, v: Any) -> Any:
+        return {"method": "DELETE", **v} if isinstance(v, dict) else v
+
+    @field_validator("export", mode="before")
+    @classmethod
+    def _export_default(cls, v: Any) -> Any:
+        return {"method": "GET", **v} if isinstance(v, dict) else v
+
+    @model_validator(mode="after")
+    def _some(self) -> Privacy:
+        if self.erase is None and self.export is None:
+            raise ValueError("give erase, export or both")
+        return self
+
+
 class Retry(_Strict):
     """Connect errors, timeouts, 5xx and 429 are tried again within the system's time budget, after
     an exponential back-off with full jitter (or the Retry-After the system asks for)."""
@@ -316,6 +366,7 @@ class RestConfig(AdapterConfig):
     headers: dict[str, str] = Field(default_factory=dict)  # sent with every request; not for secrets
     fetch: Fetch | None = None
     events: Events | None = None
+    privacy: Privacy | None = None  # GDPR erasure and export; NOT_SUPPORTED without it
     # Health: GET this path, up when 2xx. Without one, GET base_url: up on any answer below 500 (an
     # API's root often answers 404 or 401, which still shows it is there).
     health_path: str | None = None
@@ -354,8 +405,10 @@ class RestConfig(AdapterConfig):
 
     @model_validator(mode="after")
     def _coherent(self) -> RestConfig:
-        if self.fetch is None and self.events is None:
-            raise ValueError("configure fetch (a profile source), events (an event destination) or both")
+        if self.fetch is None and self.events is None and self.privacy is None:
+            raise ValueError(
+                "configure fetch (a profile source), events (an event destination), privacy, or several"
+            )
         if self.auth.kind != "none" and not self.allow_insecure_http:
             urls = [self.base_url]
             if isinstance(self.auth, OAuth2Auth):
