@@ -25,6 +25,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import auth
 from services import RABBITMQ_URL, fresh_database, fresh_namespace, raw_publish_consume
 
 TARGET = 3.0
@@ -51,8 +52,9 @@ async def _one_size(n: int) -> dict[str, float]:
     from hub.runtime import Hub
 
     async with fresh_database() as database, fresh_namespace() as namespace:
+        # As in production (bench/auth.py), though no request reaches the API here.
         hub = Hub(Settings(database_url=database, broker_url=RABBITMQ_URL, bus_namespace=namespace,
-                           reload_on_change=False))
+                           reload_on_change=False, **auth.SETTINGS))
         await hub.start(consume=False)  # the flow is delivered below, as its run would
         try:
             flow = hub.flow(FLOW)

@@ -3,6 +3,9 @@ Starlette endpoint that runs one INSERT … RETURNING in a transaction on the sa
 (bench/bare_insert.py), both under uvicorn, loaded alternately by wrk; and the same load on the embedded
 default (SQLite, in-process bus), where no request may take over 1 s.
 
+Both hubs run as in production (bench/auth.py: an API key on every request, the rate limiter on); the
+bare endpoint gets the same requests, key included, and ignores it.
+
 The channel's call: identify the visitor by email (every other call a returning visitor, the rest new
 ones), register the contact, answer with the customer's view and 3 NBAs.
 
@@ -23,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 import aiohttp
+import auth
 from procs import HUB, free_port, start, stop, up
 from services import RABBITMQ_URL, fresh_database, fresh_namespace
 
@@ -38,6 +42,7 @@ QUERY = (
 SCRIPT = """
 local counter = 0
 local threads = {}
+local headers = {["Content-Type"] = "application/json", ["Authorization"] = AUTHORIZATION}
 function setup(thread)
   counter = counter + 1
   thread:set("tid", counter)
@@ -51,14 +56,15 @@ request = function()
   local v = n
   if n % 2 == 1 and n > 101 then v = n - 101 end
   local body = '{"query": QUERY, "variables": {"e": "v' .. RUN .. '-' .. tid .. '-' .. v .. '@example.com"}}'
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", nil, headers, body)
 end
 """
 
 
-def _script(folder: Path, run: str) -> Path:
+def _script(folder: Path, run: str, token: str) -> Path:
     path = folder / f"contact-{run}.lua"
-    path.write_text(SCRIPT.replace("QUERY", json.dumps(QUERY)).replace("RUN", json.dumps(run)))
+    path.write_text(SCRIPT.replace("QUERY", json.dumps(QUERY)).replace("RUN", json.dumps(run))
+                    .replace("AUTHORIZATION", json.dumps(auth.bearer(token))))
     return path
 
 
@@ -70,7 +76,10 @@ def _wrk(url: str, script: Path, seconds: int) -> tuple[float, float, str]:
     ).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     latency = re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", out)
-    if rps is None or latency is None or "Non-2xx" in out:
+    refused = auth.wrk_refused(out)
+    if refused is not None:
+        raise RuntimeError(refused)
+    if rps is None or latency is None:
         raise RuntimeError(f"wrk: {out}")
     scale = {"us": 1e-6, "ms": 1e-3, "s": 1.0}[latency.group(2)]
     slowest = float(latency.group(1)) * scale
@@ -79,10 +88,12 @@ def _wrk(url: str, script: Path, seconds: int) -> tuple[float, float, str]:
     return float(rps.group(1)), slowest, out
 
 
-async def _check(session: aiohttp.ClientSession, url: str) -> None:
+async def _check(session: aiohttp.ClientSession, url: str, token: str) -> None:
+    await auth.assert_required(session, url, token)
     payload = {"query": QUERY, "variables": {"e": "check@example.com"}}
-    async with session.post(url, json=payload) as r:
-        body = await r.json()
+    async with session.post(url, json=payload, headers=auth.headers(token)) as r:
+        body = await r.json(content_type=None)
+    auth.check(r.status, body, url)
     assert "errors" not in body and body["data"]["startContact"]["contact"]["id"], body
 
 
@@ -91,8 +102,9 @@ async def run(rounds: int = 3, seconds: int = 5) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         async with fresh_database() as database, fresh_namespace() as namespace:
-            env = {**os.environ, "HUB_DATABASE_URL": database, "HUB_BROKER_URL": RABBITMQ_URL,
-                   "HUB_BUS_NAMESPACE": namespace, "HUB_RELOAD_ON_CHANGE": "false"}
+            env = auth.env({**os.environ, "HUB_DATABASE_URL": database, "HUB_BROKER_URL": RABBITMQ_URL,
+                            "HUB_BUS_NAMESPACE": namespace, "HUB_RELOAD_ON_CHANGE": "false"})
+            token = await auth.create_key(env)
             hub = start([HUB, "serve", "--demo", "--port", str(hub_port), "--log-level", "warning"], env)
             bare = start([sys.executable, str(HERE / "bare_insert.py"), "--port", str(bare_port),
                           "--database", database])
@@ -100,29 +112,33 @@ async def run(rounds: int = 3, seconds: int = 5) -> list[str]:
                 async with aiohttp.ClientSession() as session:
                     await up(session, f"http://127.0.0.1:{hub_port}/healthz", hub)
                     await up(session, f"http://127.0.0.1:{bare_port}/healthz", bare)
-                    await _check(session, f"http://127.0.0.1:{hub_port}/graphql")
+                    await _check(session, f"http://127.0.0.1:{hub_port}/graphql", token)
                 hub_rps, bare_rps, hub_slowest = [], [], []
                 for r in range(rounds):  # alternating, so drift on the machine hits both alike
                     rps, slowest, _ = await asyncio.to_thread(
-                        _wrk, f"http://127.0.0.1:{hub_port}/graphql", _script(folder, f"pg{r}"), seconds)
+                        _wrk, f"http://127.0.0.1:{hub_port}/graphql", _script(folder, f"pg{r}", token),
+                        seconds)
                     hub_rps.append(rps)
                     hub_slowest.append(slowest)
                     rps, _, _ = await asyncio.to_thread(
-                        _wrk, f"http://127.0.0.1:{bare_port}/graphql", _script(folder, f"bare{r}"), seconds)
+                        _wrk, f"http://127.0.0.1:{bare_port}/graphql", _script(folder, f"bare{r}", token),
+                        seconds)
                     bare_rps.append(rps)
             finally:
                 stop(hub, bare)
 
-        env = {**os.environ, "HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/embedded.db",
-               "HUB_RELOAD_ON_CHANGE": "false"}
+        env = auth.env({**os.environ, "HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/embedded.db",
+                        "HUB_RELOAD_ON_CHANGE": "false"})
+        embedded_token = await auth.create_key(env)
         argv = [HUB, "serve", "--demo", "--port", str(embedded_port), "--log-level", "warning"]
         embedded = start(argv, env)
         try:
             async with aiohttp.ClientSession() as session:
                 await up(session, f"http://127.0.0.1:{embedded_port}/healthz", embedded)
-                await _check(session, f"http://127.0.0.1:{embedded_port}/graphql")
+                await _check(session, f"http://127.0.0.1:{embedded_port}/graphql", embedded_token)
             embedded_rps, embedded_slowest, _ = await asyncio.to_thread(
-                _wrk, f"http://127.0.0.1:{embedded_port}/graphql", _script(folder, "embedded"), seconds * 2)
+                _wrk, f"http://127.0.0.1:{embedded_port}/graphql",
+                _script(folder, "embedded", embedded_token), seconds * 2)
         finally:
             stop(embedded)
     h, b = statistics.median(hub_rps), statistics.median(bare_rps)

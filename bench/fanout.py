@@ -1,7 +1,7 @@
 """view-fanout: a cold customer view over five REST systems (each answers in 20 ms), and a query of
 100 customers. Three processes, as in production: the five systems (bench/systems.py), the hub
-(`hub serve`, its cache TTL near zero so every view reads every system), and this one, the channel,
-which asks over HTTP.
+(`hub serve`, its cache TTL near zero so every view reads every system; as in production, bench/auth.py:
+an API key on every request, the rate limiter on), and this one, the channel, which asks over HTTP.
 
 Side by side in one run, from this process:
 - the p50 of a cold view ÷ 20 ms (the systems' own latency), target <= 1.15: the systems are called
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import auth
 import httpx
 import yaml
 from procs import HUB, free_port, start, stop, up
@@ -71,13 +72,14 @@ async def run(rounds: int = 7) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "mappings"
         _mapping(folder, systems_url)
-        env = {
+        env = auth.env({
             **os.environ,
             "HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
             "HUB_MAPPINGS_DIR": str(folder),
             "HUB_CACHE_TTL_SECONDS": "0.000001",  # every view reads every system: cold
             "HUB_RELOAD_ON_CHANGE": "false",
-        }
+        })
+        token = await auth.create_key(env)
         procs = [
             start([sys.executable, str(HERE / "systems.py"), "--port", str(systems_port), "--delay",
                    str(DELAY)]),
@@ -87,27 +89,33 @@ async def run(rounds: int = 7) -> list[str]:
             async with aiohttp.ClientSession() as session:
                 await up(session, f"{systems_url}/health", procs[0])
                 await up(session, f"{hub_url}/healthz", procs[1])
-                return await _measure(session, hub_url, systems_url, rounds)
+                await auth.assert_required(session, f"{hub_url}/graphql", token)
+                return await _measure(session, hub_url, systems_url, rounds, auth.headers(token))
         finally:
             stop(*procs)
 
 
-async def _gql(session: aiohttp.ClientSession, url: str, query: str, variables: dict) -> dict:
-    async with session.post(f"{url}/graphql", json={"query": query, "variables": variables}) as r:
-        body = await r.json()
+async def _gql(session: aiohttp.ClientSession, url: str, query: str, variables: dict,
+               headers: dict[str, str]) -> dict:
+    """One GraphQL call to the hub at `url`, with the key in `headers`; anything but 200 stops the bench."""
+    async with session.post(f"{url}/graphql", json={"query": query, "variables": variables},
+                            headers=headers) as r:
+        body = await r.json(content_type=None)
+        auth.check(r.status, body, url)
     assert "errors" not in body, body["errors"]
     return body["data"]
 
 
-async def _measure(session: aiohttp.ClientSession, hub: str, systems: str, rounds: int) -> list[str]:
+async def _measure(session: aiohttp.ClientSession, hub: str, systems: str, rounds: int,
+                   headers: dict[str, str]) -> list[str]:
     ids = []
     for i in range(100):
-        started = await _gql(session, hub, START, {"e": f"fan{i}@example.com"})
+        started = await _gql(session, hub, START, {"e": f"fan{i}@example.com"}, headers)
         ids.append(started["startContact"]["customer"]["id"])
 
     async def view(i: int) -> float:
         started = time.perf_counter()
-        data = await _gql(session, hub, VIEW, {"id": ids[i % 100]})
+        data = await _gql(session, hub, VIEW, {"id": ids[i % 100]}, headers)
         elapsed = time.perf_counter() - started
         assert {f"s{n}" for n in range(1, 6)} <= set(data["customer"]["attributes"]), data
         return elapsed
@@ -146,7 +154,7 @@ async def _measure(session: aiohttp.ClientSession, hub: str, systems: str, round
 
     async with session.post(f"{systems}/reset"):
         pass
-    await _gql(session, hub, MANY, {"ids": ids})
+    await _gql(session, hub, MANY, {"ids": ids}, headers)
     async with session.get(f"{systems}/stats") as r:
         per_system = await r.json()
 

@@ -1,7 +1,9 @@
 """nba-freshness: from the answer of recordContactEvents to the subscription's push of the re-ranked
 list, while the hub takes 500 contact events/s, on RabbitMQ + PostgreSQL.
 
-The hub runs as `hub serve` on a fresh database and bus namespace. `PROBES` customers each hold an NBA
+The hub runs as `hub serve` on a fresh database and bus namespace, as in production (bench/auth.py: an
+API key on every request and in every subscription's connection_init, the rate limiter on); a load call
+that fails or is refused stops the bench. `PROBES` customers each hold an NBA
 subscription over graphql-transport-ws (the websockets client); `LOAD_CUSTOMERS` others take the
 background load: calls of 10 events started at a fixed rate (open loop: a slow answer does not slow the
 load down), 500 events/s with the probes' own. Every `PROBE_EVERY` seconds one probe customer (in turn)
@@ -22,6 +24,7 @@ import statistics
 import time
 
 import aiohttp
+import auth
 import websockets
 from procs import HUB, free_port, start, stop, up
 from services import RABBITMQ_URL, fresh_database, fresh_namespace
@@ -42,8 +45,10 @@ SUBSCRIBE = """subscription($id: ID!) { nextBestActions(customerId: $id, channel
 
 
 async def _gql(session: aiohttp.ClientSession, url: str, query: str, variables: dict) -> dict:
+    """One GraphQL call (the session sends the key); anything but 200 stops the bench."""
     async with session.post(url, json={"query": query, "variables": variables}) as r:
-        body = await r.json()
+        body = await r.json(content_type=None)
+    auth.check(r.status, body, url)
     if "errors" in body:
         raise RuntimeError(body["errors"])
     return body["data"]
@@ -57,10 +62,11 @@ class Probe:
         self.pushes: list[tuple[float, tuple[str, ...]]] = []
         self.pushed = asyncio.Event()
 
-    async def listen(self, ws_url: str, ready: asyncio.Event) -> None:
+    async def listen(self, ws_url: str, token: str, ready: asyncio.Event) -> None:
         async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"]) as ws:
-            await ws.send(json.dumps({"type": "connection_init"}))
-            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            await ws.send(json.dumps(auth.connection_init(token)))
+            ack = json.loads(await ws.recv())
+            assert ack["type"] == "connection_ack", ack
             await ws.send(json.dumps({"id": "1", "type": "subscribe",
                                       "payload": {"query": SUBSCRIBE, "variables": {"id": self.customer}}}))
             async for raw in ws:
@@ -100,14 +106,16 @@ async def run(seconds: float = 20.0) -> list[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}/graphql"
     async with fresh_database() as database, fresh_namespace() as namespace:
-        env = {**os.environ, "HUB_DATABASE_URL": database, "HUB_BROKER_URL": RABBITMQ_URL,
-               "HUB_BUS_NAMESPACE": namespace, "HUB_RELOAD_ON_CHANGE": "false"}
+        env = auth.env({**os.environ, "HUB_DATABASE_URL": database, "HUB_BROKER_URL": RABBITMQ_URL,
+                        "HUB_BUS_NAMESPACE": namespace, "HUB_RELOAD_ON_CHANGE": "false"})
+        token = await auth.create_key(env)
         hub = start([HUB, "serve", "--port", str(port), "--log-level", "warning"], env)
         listeners: list[asyncio.Task[None]] = []
         try:
             connector = aiohttp.TCPConnector(limit=64, keepalive_timeout=2)
-            async with aiohttp.ClientSession(connector=connector) as session:
+            async with aiohttp.ClientSession(connector=connector, headers=auth.headers(token)) as session:
                 await up(session, f"http://127.0.0.1:{port}/healthz", hub)
+                await auth.assert_required(session, url, token)
                 load = []
                 for i in range(LOAD_CUSTOMERS):
                     s = (await _gql(session, url, START, {"e": f"load{i}@example.com"}))["startContact"]
@@ -119,13 +127,28 @@ async def run(seconds: float = 20.0) -> list[str]:
                 ws_url = f"ws://127.0.0.1:{port}/graphql"
                 for probe in probes:
                     ready = asyncio.Event()
-                    listeners.append(asyncio.create_task(probe.listen(ws_url, ready)))
-                    await asyncio.wait_for(ready.wait(), 10)
+                    listener = asyncio.create_task(probe.listen(ws_url, token, ready))
+                    listeners.append(listener)
+                    waiting = asyncio.ensure_future(ready.wait())
+                    await asyncio.wait([listener, waiting], timeout=10, return_when=asyncio.FIRST_COMPLETED)
+                    waiting.cancel()
+                    if listener.done():  # refused (closed 4401/4429) or failed: say why
+                        listener.result()
+                        raise RuntimeError("a subscription ended before its first push")
+                    if not ready.is_set():
+                        raise RuntimeError("a subscription got no first push within 10 s")
                 await asyncio.sleep(1.0)  # what CM applied of the set-up has been pushed
 
                 stop_at = time.perf_counter() + 3.0 + seconds  # 3 s warm-up, then measured
                 measure_from = stop_at - seconds
                 calls: set[asyncio.Task[dict]] = set()
+                load_failures: list[BaseException] = []
+
+                def finished(task: asyncio.Task[dict]) -> None:
+                    calls.discard(task)
+                    failure = None if task.cancelled() else task.exception()
+                    if failure is not None:
+                        load_failures.append(failure)
 
                 async def offered_load() -> None:
                     every = EVENTS_PER_CALL / (EVENTS_PER_SECOND - 1 / PROBE_EVERY)  # probes make the rest
@@ -139,7 +162,7 @@ async def run(seconds: float = 20.0) -> list[str]:
                                   for k in range(EVENTS_PER_CALL)]
                         task = asyncio.create_task(_gql(session, url, RECORD, {"c": contact, "e": events}))
                         calls.add(task)
-                        task.add_done_callback(calls.discard)
+                        task.add_done_callback(finished)
                         at += every
                         await asyncio.sleep(max(0.0, at - time.perf_counter()))
 
@@ -160,7 +183,15 @@ async def run(seconds: float = 20.0) -> list[str]:
                     return measured
 
                 _, latencies = await asyncio.gather(offered_load(), probing())
-                await asyncio.gather(*calls, return_exceptions=True)
+                await asyncio.gather(*calls, return_exceptions=True)  # their failures: load_failures
+                if load_failures:
+                    raise RuntimeError(f"{len(load_failures)} load calls failed or were refused, e.g. "
+                                       f"{load_failures[0]!r}")
+                if any(t.done() for t in listeners):  # a subscription that ended was not measured
+                    for task in listeners:
+                        if task.done():
+                            task.result()
+                    raise RuntimeError("a subscription ended during the run")
         finally:
             for task in listeners:
                 task.cancel()

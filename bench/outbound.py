@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 import asyncpg
+import auth
 import yaml
 from procs import free_port
 from services import RABBITMQ_URL, fresh_database, fresh_namespace
@@ -136,6 +137,7 @@ async def _one_size(n: int, smtp_port: int) -> dict[str, float]:
                 mappings_dir=_mappings(Path(tmp), n), smtp_port=smtp_port, outbound_batch=BATCH,
                 outbound_interval_seconds=3600,  # the dispatcher's own rounds: an hour apart; run below
                 reload_on_change=False,
+                **auth.SETTINGS,  # as in production (bench/auth.py), though no request reaches the API here
             ))
             await hub.start()
             try:

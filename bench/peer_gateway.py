@@ -3,9 +3,10 @@ each), served by the hub and by a peer: GraphQL Mesh composing the five systems 
 by Hive Gateway (bench/peer/: mesh.config.ts, gateway.config.ts, pinned in package.json and its lock).
 
 Processes: the five systems (one process), and per mode one hub (`hub serve`, the systems mapped as in
-bench/fanout.py) and one Hive Gateway (one node process, NODE_ENV=production), loaded alternately by wrk
-(2 threads, 16 connections, POST of each side's query for one customer, rotating over 20 customers),
-`rounds` times, after a warm-up of each:
+bench/fanout.py; as in production, bench/auth.py: an API key on every request, the rate limiter on) and
+one Hive Gateway (one node process, NODE_ENV=production; as configured in bench/peer/, no authentication),
+loaded alternately by wrk (2 threads, 16 connections, POST of each side's query for one customer,
+rotating over 20 customers), `rounds` times, after a warm-up of each:
 - cold: the hub with HUB_CACHE_TTL_SECONDS=0.000001 (every view reads every system), the gateway
   without a response cache;
 - cached: the hub on its default cache (30 s), the gateway with its response cache (TTL 30 s).
@@ -29,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 import aiohttp
+import auth
 from fanout import DELAY, START, SYSTEMS, _mapping
 from procs import HUB, free_port, start, stop, up
 
@@ -58,19 +60,22 @@ def _wrk(url: str, script: Path, seconds: int) -> tuple[float, int]:
     ).stdout
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if found is None or total is None or errors is not None:
+    refused = auth.wrk_refused(out)
+    if refused is not None:
+        raise RuntimeError(refused)
+    if found is None or total is None:
         raise RuntimeError(f"wrk: {out}")
     return float(found.group(1)), int(total.group(1))
 
 
-def _script(path: Path, query: str, ids: list[str]) -> Path:
-    """A wrk script that POSTs the query, one customer after another."""
+def _script(path: Path, query: str, ids: list[str], token: str | None) -> Path:
+    """A wrk script that POSTs the query, one customer after another (with the API key, if given)."""
     bodies = ", ".join(json.dumps(json.dumps({"query": query, "variables": {"id": i}})) for i in ids)
     path.write_text(
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
-        f"local bodies = {{{bodies}}}\n"
+        + (auth.wrk_lua(token) if token else "")
+        + f"local bodies = {{{bodies}}}\n"
         "local requests = {}\n"
         "local n = 0\n"
         "init = function(args)\n"
@@ -99,17 +104,20 @@ def _npm_ci() -> str | None:
     return None
 
 
-async def _gql(session: aiohttp.ClientSession, url: str, query: str, variables: dict) -> dict:
-    async with session.post(f"{url}/graphql", json={"query": query, "variables": variables}) as r:
-        body = await r.json()
+async def _gql(session: aiohttp.ClientSession, url: str, query: str, variables: dict,
+               headers: dict[str, str] | None = None) -> dict:
+    async with session.post(f"{url}/graphql", json={"query": query, "variables": variables},
+                            headers=headers) as r:
+        body = await r.json(content_type=None)
+    auth.check(r.status, body, url)
     assert "errors" not in body, body["errors"]
     return body["data"]
 
 
-async def _check(session: aiohttp.ClientSession, hub: str, peer: str, customer: str) -> None:
+async def _check(session: aiohttp.ClientSession, hub: str, peer: str, customer: str, token: str) -> None:
     """Both sides answer the five systems' values for the customer (so a broken side can't look fast)."""
     want = {s: f"{s}-{customer}" for s in SYSTEMS}
-    hub_data = (await _gql(session, hub, HUB_QUERY, {"id": customer}))["customer"]
+    hub_data = (await _gql(session, hub, HUB_QUERY, {"id": customer}, auth.headers(token)))["customer"]
     assert {s: hub_data["attributes"].get(s) for s in SYSTEMS} == want, hub_data
     peer_data = (await _gql(session, peer, PEER_QUERY, {"id": customer}))["customer"]
     assert {s: (peer_data[s] or {}).get("value") for s in SYSTEMS} == want, peer_data
@@ -144,6 +152,8 @@ async def run(rounds: int = 3, seconds: int = 5) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         await asyncio.to_thread(_compose, Path(tmp) / "supergraph.graphql", systems_url)
         _mapping(Path(tmp) / "mappings", systems_url)
+        # Both modes' hubs share one store: one key, made before the first hub starts.
+        token = await auth.create_key(_hub_env(Path(tmp), MODES["cold"][0]))
         systems = start([sys.executable, str(HERE / "systems.py"), "--port", str(systems_port), "--delay",
                          str(DELAY)])
         ids: list[str] = []  # created by the first mode's hub; the second one has the same database
@@ -151,7 +161,8 @@ async def run(rounds: int = 3, seconds: int = 5) -> list[str]:
             async with aiohttp.ClientSession() as session:
                 await up(session, f"{systems_url}/health", systems)
                 for mode, ttls in MODES.items():
-                    measured[mode] = await _mode(session, Path(tmp), systems_url, ttls, ids, rounds, seconds)
+                    measured[mode] = await _mode(session, Path(tmp), systems_url, ttls, ids, rounds, seconds,
+                                                 token)
         finally:
             stop(systems)
     lines, ratios, parts = [], [], []
@@ -174,21 +185,25 @@ async def run(rounds: int = 3, seconds: int = 5) -> list[str]:
     return lines
 
 
-async def _mode(
-    session: aiohttp.ClientSession, tmp: Path, systems_url: str, ttls: tuple[str, int], ids: list[str],
-    rounds: int, seconds: int,
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """One mode: its own hub and gateway, loaded alternately; req/s and system calls per request."""
-    hub_ttl, peer_ttl_ms = ttls
-    hub_port, peer_port = free_port(), free_port()
-    hub_url, peer_url = f"http://127.0.0.1:{hub_port}", f"http://127.0.0.1:{peer_port}"
-    hub_env = {
+def _hub_env(tmp: Path, hub_ttl: str) -> dict[str, str]:
+    return auth.env({
         **os.environ,
         "HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
         "HUB_MAPPINGS_DIR": str(tmp / "mappings"),
         "HUB_CACHE_TTL_SECONDS": hub_ttl,
         "HUB_RELOAD_ON_CHANGE": "false",
-    }
+    })
+
+
+async def _mode(
+    session: aiohttp.ClientSession, tmp: Path, systems_url: str, ttls: tuple[str, int], ids: list[str],
+    rounds: int, seconds: int, token: str,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """One mode: its own hub and gateway, loaded alternately; req/s and system calls per request."""
+    hub_ttl, peer_ttl_ms = ttls
+    hub_port, peer_port = free_port(), free_port()
+    hub_url, peer_url = f"http://127.0.0.1:{hub_port}", f"http://127.0.0.1:{peer_port}"
+    hub_env = _hub_env(tmp, hub_ttl)
     peer_env = {**os.environ, "NODE_ENV": "production", "LOG_LEVEL": "warn",
                 "PEER_RESPONSE_CACHE_TTL_MS": str(peer_ttl_ms)}
     hub = start([HUB, "serve", "--port", str(hub_port), "--log-level", "warning"], hub_env)
@@ -198,14 +213,16 @@ async def _mode(
                       "127.0.0.1", "--port", str(peer_port), "-c", str(PEER / "gateway.config.ts")], peer_env)
         await up(session, f"{hub_url}/healthz", hub)
         await up(session, f"{peer_url}/readiness", peer)
+        await auth.assert_required(session, f"{hub_url}/graphql", token)
         if not ids:
             for i in range(CUSTOMERS):
-                started = await _gql(session, hub_url, START, {"e": f"peer{i}@example.com"})
+                started = await _gql(session, hub_url, START, {"e": f"peer{i}@example.com"},
+                                     auth.headers(token))
                 ids.append(started["startContact"]["customer"]["id"])
-        await _check(session, hub_url, peer_url, ids[0])
+        await _check(session, hub_url, peer_url, ids[0], token)
         sides = {
-            "hub": (hub_url, _script(tmp / "hub.lua", HUB_QUERY, ids)),
-            "hive": (peer_url, _script(tmp / "hive.lua", PEER_QUERY, ids)),
+            "hub": (hub_url, _script(tmp / "hub.lua", HUB_QUERY, ids, token)),
+            "hive": (peer_url, _script(tmp / "hive.lua", PEER_QUERY, ids, None)),
         }
         for url, script in sides.values():
             await asyncio.to_thread(_wrk, f"{url}/graphql", script, WARMUP_SECONDS)
@@ -217,7 +234,7 @@ async def _mode(
                 side_rps, total = await asyncio.to_thread(_wrk, f"{url}/graphql", script, seconds)
                 rps[side].append(side_rps)
                 calls[side].append(await _calls(session, systems_url, reset=False) / total)
-        await _check(session, hub_url, peer_url, ids[-1])
+        await _check(session, hub_url, peer_url, ids[-1], token)
         return rps, calls
     finally:
         stop(hub, peer)

@@ -2,7 +2,8 @@
 PostgreSQL, against raw aio-pika publishing (with confirms, each awaited) and consuming (with acks) the
 same number of messages on the same broker.
 
-The hub runs as `hub serve` on a fresh database and bus namespace. The channel (this process) starts a
+The hub runs as `hub serve` on a fresh database and bus namespace, as in production (bench/auth.py: an
+API key on every request, the rate limiter on). The channel (this process) starts a
 contact for each of `CUSTOMERS` customers, then `CALLERS` callers report events in calls of
 `EVENTS_PER_CALL` as fast as the hub answers, for `seconds`. Every second it samples what CM applied
 (processed-message rows of destination cm) and the backlog (outbox unsent + queued). Sustained applied
@@ -21,6 +22,7 @@ import time
 
 import aiohttp
 import asyncpg
+import auth
 from procs import HUB, free_port, start, stop, up
 from services import RABBITMQ_URL, fresh_database, fresh_namespace, raw_publish_consume
 
@@ -36,8 +38,10 @@ OPERATIONS = "{ operations { outboxBacklog queues { queue depth } } }"
 
 
 async def _gql(session: aiohttp.ClientSession, url: str, query: str, variables: dict | None = None) -> dict:
+    """One GraphQL call (the session sends the key); anything but 200 stops the bench."""
     async with session.post(url, json={"query": query, "variables": variables or {}}) as r:
-        body = await r.json()
+        body = await r.json(content_type=None)
+    auth.check(r.status, body, url)
     if "errors" in body:
         raise RuntimeError(body["errors"])
     return body["data"]
@@ -108,15 +112,17 @@ async def run(rounds: int = 2, seconds: float = 12.0) -> list[str]:
     hub_port = free_port()
     url = f"http://127.0.0.1:{hub_port}/graphql"
     async with fresh_database() as database, fresh_namespace() as namespace:
-        env = {**os.environ, "HUB_DATABASE_URL": database, "HUB_BROKER_URL": RABBITMQ_URL,
-               "HUB_BUS_NAMESPACE": namespace, "HUB_RELOAD_ON_CHANGE": "false"}
+        env = auth.env({**os.environ, "HUB_DATABASE_URL": database, "HUB_BROKER_URL": RABBITMQ_URL,
+                        "HUB_BUS_NAMESPACE": namespace, "HUB_RELOAD_ON_CHANGE": "false"})
+        token = await auth.create_key(env)
         hub = start([HUB, "serve", "--port", str(hub_port), "--log-level", "warning"], env)
         dsn = database.replace("postgresql+asyncpg", "postgresql")
         try:
             # Below the server's keep-alive (5 s): a connection idle through the baseline is not reused.
             connector = aiohttp.TCPConnector(limit=CALLERS + 4, keepalive_timeout=2)
-            async with aiohttp.ClientSession(connector=connector) as session:
+            async with aiohttp.ClientSession(connector=connector, headers=auth.headers(token)) as session:
                 await up(session, f"http://127.0.0.1:{hub_port}/healthz", hub)
+                await auth.assert_required(session, url, token)
                 contacts = []
                 for i in range(CUSTOMERS):
                     started = (await _gql(session, url, START, {"e": f"pipe{i}@example.com"}))["startContact"]

@@ -1,5 +1,8 @@
 """Side-by-side benchmarks: each case runs a variant and its baseline interleaved in one process,
-and prints the ratio. Run: `make bench` (or `.venv/bin/python bench/run.py [--rounds N]`).
+and prints the ratio. Run: `make bench` (or `.venv/bin/python bench/run.py [--rounds N] [--only NAME,…]`).
+
+Every hub is measured as it runs in production (bench/auth.py): authentication required, an API key with
+every scope on every request, the rate limiter on (too high to refuse); a refused request stops the run.
 
 Not a test: it asserts nothing. Results worth keeping go to bench/RESULTS.md with the command.
 """
@@ -13,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 
+import auth
 import httpx
 import strawberry
 
@@ -46,17 +50,24 @@ async def side_by_side(name: str, variant: Op, baseline: Op, rounds: int, n: int
     print(f"{name:<58} {mv * 1e3:8.3f} ms  vs {mb * 1e3:8.3f} ms   ratio {mb / mv:5.2f}x")
 
 
-async def main(rounds: int) -> None:
+async def micro(rounds: int) -> None:
+    """The in-process cases: one hub, asked through its ASGI app (and its schema, for the document cache)."""
     with tempfile.TemporaryDirectory() as tmp:
-        hub = Hub(Settings(database_url=f"sqlite+aiosqlite:///{tmp}/bench.db"))
+        hub = Hub(Settings(database_url=f"sqlite+aiosqlite:///{tmp}/bench.db", **auth.SETTINGS))
         await hub.start()
         await load_demo(hub)
         await hub.settle()
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub=hub)), base_url="http://b")
+        token = await auth.create_key_in(hub)
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(hub=hub)), base_url="http://b",
+                                   headers=auth.headers(token))
+        refused = await client.post("/graphql", json={"query": "{ __typename }"},
+                                    headers={"Authorization": ""})
+        assert refused.status_code == 401, f"without a credential: HTTP {refused.status_code}, not 401"
 
         async def gql(query: str, variables: dict | None = None) -> dict:
             r = await client.post("/graphql", json={"query": query, "variables": variables or {}})
             body = r.json()
+            auth.check(r.status_code, body)
             assert "errors" not in body, body
             return body["data"]
 
@@ -84,13 +95,19 @@ async def main(rounds: int) -> None:
         # Document caching: the same schema with and without parser/validation caches.
         plain = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
         with_cache = build_schema()
-        ctx = Context(hub)
+        # The key's caller, as the HTTP layer would have authenticated it.
+        ctx = Context(hub, await hub.security.authn.principal(auth.bearer(token)))
+
+        async def execute(schema: strawberry.Schema) -> object:
+            result = await schema.execute("{ offers { id title topics channels } }", context_value=ctx)
+            assert not result.errors, result.errors
+            return result
 
         async def run_cached() -> object:
-            return await with_cache.execute("{ offers { id title topics channels } }", context_value=ctx)
+            return await execute(with_cache)
 
         async def run_plain() -> object:
-            return await plain.execute("{ offers { id title topics channels } }", context_value=ctx)
+            return await execute(plain)
 
         await side_by_side("offers query: parsed-document cache vs none", run_cached, run_plain, rounds, 200)
 
@@ -113,6 +130,8 @@ async def main(rounds: int) -> None:
         await client.aclose()
         await hub.close()
 
+
+async def main(rounds: int, only: set[str] | None = None) -> None:
     # The benchmarks with a target, each across processes (the hub as `hub serve`), in the issue's order;
     # their verdicts last. bench/ is the script's folder, first on sys.path.
     import batchflow
@@ -126,12 +145,21 @@ async def main(rounds: int) -> None:
     import throughput
     import workers
 
-    benchmarks = [
-        throughput.run, lambda: fanout.run(rounds), pipeline.run, freshness.run, contact.run,
-        batchflow.run, history.run, workers.run, peer_gateway.run, outbound.run,
-    ]
+    benchmarks = {
+        "view-throughput": throughput.run, "view-fanout": lambda: fanout.run(rounds),
+        "event-pipeline": pipeline.run, "nba-freshness": freshness.run, "start-contact": contact.run,
+        "batch-flow": batchflow.run, "outbox-history": history.run, "workers": workers.run,
+        "peer-gateway": peer_gateway.run, "outbound-throughput": outbound.run,
+    }
+    unknown = (only or set()) - {"micro", *benchmarks}
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {sorted(unknown)}; known: micro, {', '.join(benchmarks)}")
+    if only is None or "micro" in only:
+        await micro(rounds)
     verdicts = []
-    for bench in benchmarks:
+    for name, bench in benchmarks.items():
+        if only is not None and name not in only:
+            continue
         started = time.perf_counter()
         for line in await bench():
             if line.startswith("bench "):
@@ -147,4 +175,7 @@ async def main(rounds: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=7)
-    asyncio.run(main(parser.parse_args().rounds))
+    parser.add_argument("--only", help="comma-separated: micro (the in-process cases) and/or benchmark "
+                        "names (view-throughput, start-contact, …); default: all")
+    args = parser.parse_args()
+    asyncio.run(main(args.rounds, set(args.only.split(",")) if args.only else None))

@@ -1,11 +1,12 @@
 """workers: `hub serve --workers 2` against one worker, on the customer view, on PostgreSQL + RabbitMQ.
 
 Two hubs on one fresh database and bus namespace (the demo data loaded once): one with a single worker
-process, one with two. wrk (16 connections) asks each in turn for the view of view-throughput (Anna's
-profile, segments, offer history and 3 NBAs), `rounds` times. Whole answers are not kept here
-(HUB_ANSWER_CACHE_ENTRIES=0): every request is executed, from the systems' cached reads, so what is
-measured is the hub's own work spread over processes; a kept answer costs the hub so little that the
-load generator, on the same two cores, would be what is measured.
+process, one with two, both as in production (bench/auth.py: an API key on every request, the rate
+limiter on, shared out among the processes). wrk (16 connections) asks each in turn for the view of
+view-throughput (Anna's profile, segments, offer history and 3 NBAs), `rounds` times. Whole answers are
+not kept here (HUB_ANSWER_CACHE_ENTRIES=0): every request is executed, from the systems' cached reads, so
+what is measured is the hub's own work spread over processes; a kept answer costs the hub so little that
+the load generator, on the same two cores, would be what is measured.
 
 Ratio = two workers' req/s ÷ one worker's (medians). Target >= 1.8.
 """
@@ -19,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import aiohttp
+import auth
 from procs import HUB, free_port, start, stop, up
 from services import RABBITMQ_URL, fresh_database, fresh_namespace
 from throughput import EMAIL, QUERY, alternate, post_script
@@ -30,9 +32,10 @@ async def run(rounds: int = 3, seconds: int = 5) -> list[str]:
     one_port, two_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         async with fresh_database() as database, fresh_namespace() as namespace:
-            env = {**os.environ, "HUB_DATABASE_URL": database, "HUB_BROKER_URL": RABBITMQ_URL,
-                   "HUB_BUS_NAMESPACE": namespace, "HUB_RELOAD_ON_CHANGE": "false",
-                   "HUB_ANSWER_CACHE_ENTRIES": "0"}
+            env = auth.env({**os.environ, "HUB_DATABASE_URL": database, "HUB_BROKER_URL": RABBITMQ_URL,
+                            "HUB_BUS_NAMESPACE": namespace, "HUB_RELOAD_ON_CHANGE": "false",
+                            "HUB_ANSWER_CACHE_ENTRIES": "0"})
+            token = await auth.create_key(env)  # one store: one key for both hubs
             one = start([HUB, "serve", "--demo", "--port", str(one_port), "--log-level", "warning"], env)
             two = None
             try:
@@ -43,10 +46,13 @@ async def run(rounds: int = 3, seconds: int = 5) -> list[str]:
                     await up(session, f"http://127.0.0.1:{two_port}/healthz", two)
                     payload = {"query": QUERY, "variables": {"e": EMAIL}}
                     for port in (one_port, two_port):
-                        async with session.post(f"http://127.0.0.1:{port}/graphql", json=payload) as r:
-                            body = await r.json()
+                        await auth.assert_required(session, f"http://127.0.0.1:{port}/graphql", token)
+                        async with session.post(f"http://127.0.0.1:{port}/graphql", json=payload,
+                                                headers=auth.headers(token)) as r:
+                            body = await r.json(content_type=None)
+                            auth.check(r.status, body)
                         assert "errors" not in body and body["data"]["customerByKey"]["nextBestActions"], body
-                script = post_script(Path(tmp), payload)
+                script = post_script(Path(tmp), payload, token)
                 ones, twos = await alternate([one_port, two_port], script, rounds, seconds)
             finally:
                 stop(one, two)
