@@ -270,6 +270,19 @@ def build_systems(
         elif role.implied_by is Implied.FLOWS:
             # The hub itself, and systems that read their queue over AMQP, are no EventConsumers here.
             names += [f.destination for f in mapping.flows if f.destination != HUB_SOURCE and not f.external]
+        elif role.implied_by is Implied.PORT and not names:  # players named under `roles:` win
+            # Every built system whose adapter has the port and whose config serves it; the others
+            # simply do not play the role (a privacy request gets NOT_SUPPORTED from them).
+            names += [
+                n for n in mapping.systems if n in adapters and _serves(adapters[n], classes[n], role.port)
+            ]
+            if not role.many and len(names) > 1:
+                problems.append(located.problem(
+                    ("roles",),
+                    f"systems {', '.join(names)} could each play {role.name} ({role.summary}): name one "
+                    f"under roles:",
+                ))
+                names = []
         names = list(dict.fromkeys(names))
         for name in names:
             # A configured system may not serve every port its class has (an unbuilt one is not asked).
@@ -295,6 +308,11 @@ def build_systems(
     if problems:
         raise MappingError(problems)
     return Systems(mapping, adapters, players, classes, unchecked=unchecked or [])
+
+
+def _serves(adapter: Any, adapter_class: type, port: type) -> bool:
+    serves = getattr(adapter, "serves", None)
+    return port in ports_of(adapter_class) and (serves is None or bool(serves(port)))
 
 
 def _implements(adapter_class: type, port: type) -> bool:

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from hub.ports import (
     BackOffice,
     CampaignPlanner,
+    ConsentRegistry,
     ContactRegistry,
     DecisionEngine,
     EventConsumer,
     LeadManager,
     OutboundChannel,
+    PrivacyHandler,
     ProfileSource,
     RequestRegistry,
 )
@@ -27,6 +29,9 @@ class Implied(enum.StrEnum):
 
     PROFILE = "profile"  # every system with a `profile:` field map
     FLOWS = "flows"  # every destination of a flow
+    # Every system whose adapter has the role's port (and whose config serves it), unless `roles:` names
+    # the players; a role for one system then needs exactly one such system, or a name under `roles:`.
+    PORT = "port"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,8 @@ EVENT_DESTINATION = "event_destination"
 REQUEST_REGISTRY = "request_registry"
 BACK_OFFICE = "back_office"
 CAMPAIGN_PLANNER = "campaign_planner"
+PRIVACY_HANDLER = "privacy_handler"
+CONSENT_REGISTRY = "consent_registry"
 
 ROLES: dict[str, Role] = {
     r.name: r
@@ -70,5 +77,11 @@ ROLES: dict[str, Role] = {
              summary="delivers leads (email, print, call center)"),
         Role(EVENT_DESTINATION, EventConsumer, many=True, required=False,
              summary="receives events through flows", implied_by=Implied.FLOWS),
+        Role(CONSENT_REGISTRY, ConsentRegistry, many=False, required=False,
+             summary="keeps customers' consents (marketing, profiling) per channel: the CRM",
+             implied_by=Implied.PORT),
+        Role(PRIVACY_HANDLER, PrivacyHandler, many=True, required=False,
+             summary="erases and exports a customer's data (GDPR); every other system answers "
+             "NOT_SUPPORTED", implied_by=Implied.PORT),
     )
 }

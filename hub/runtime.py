@@ -17,11 +17,13 @@ from hub.config.checks import HUB_SOURCE
 from hub.config.loader import Located, MappingError
 from hub.config.mapping import Flow, FlowMode, HubMapping
 from hub.config.settings import Settings
+from hub.core.consents import ConsentService
 from hub.core.contacts import ContactService
 from hub.core.decisions import Decisions
 from hub.core.events import EventService
 from hub.core.inbound import Inbound
 from hub.core.leads import Campaigns, LeadDispatcher, Outbound, Responses
+from hub.core.privacy import ERASED, PRIVACY_EVENTS, HubPrivacy, PrivacyService, PrivacyTarget, queue_of
 from hub.core.requests import RequestService
 from hub.core.translate import Translator
 from hub.core.view import ProfileCache, ViewAssembler
@@ -35,18 +37,23 @@ from hub.messaging.pacing import Pacing
 from hub.messaging.reactions import ChangeReactions
 from hub.messaging.retention import Retention
 from hub.messaging.scheduler import Scheduler
+from hub.model import HUB_SYSTEM
+from hub.ports import PrivacyHandler, ports_of
 from hub.registry import Systems, build_systems, load_mapping
 from hub.roles import (
     BACK_OFFICE,
     CAMPAIGN_PLANNER,
+    CONSENT_REGISTRY,
     CONTACT_REGISTRY,
     DECISION_ENGINE,
     EVENT_DESTINATION,
     LEAD_MANAGER,
     OUTBOUND_CHANNEL,
+    PRIVACY_HANDLER,
     PROFILE_SOURCE,
     REQUEST_REGISTRY,
 )
+from hub.security.gate import Security
 from hub.store.db import create_engine, migrate
 
 log = logging.getLogger(__name__)
@@ -72,6 +79,8 @@ class Wiring:
     responses: Responses | None = None  # None unless a system plays lead_manager
     outbound: Outbound | None = None
     inbound: Inbound = field(default_factory=lambda: Inbound({}))  # the hub as a flow's destination
+    privacy: PrivacyService | None = None  # erasure and export, fanned out to every system
+    consents: ConsentService | None = None  # None unless a system plays consent_registry
 
 
 class Hub:
@@ -134,6 +143,13 @@ class Hub:
         except BaseException:
             await self.engine.dispose()  # a hub that did not start leaves nothing open
             raise
+        self.security = Security(s, self.engine, self.instance)
+        await self.security.start()
+        if not s.auth_required:
+            log.warning(
+                "HUB_AUTH is off: anyone who can reach this hub may read and change every customer's data. "
+                "Set HUB_AUTH=required and create keys (hub keys create) before real data comes in."
+            )
         self.bus: Bus = create_bus(s, self.engine)
         await self.bus.start()
         await self.bus.declare(_routes(mapping.flows))
@@ -148,17 +164,22 @@ class Hub:
         self.reactions = ChangeReactions(
             self.instance,
             lambda: self.wiring.systems.system(DECISION_ENGINE),
-            self.cache.invalidate,
+            self._invalidate,
             lambda ids: self.wiring.decisions.forget(ids),
             self.feed.notify,
             self.relay.wake,
             self.bus.publish,
         )
         self.wiring = self._wire(mapping, located, systems, version=1)
+        self.privacy_queues: set[str] = set()
+        await self._declare_privacy(consume=False)  # before the relay: its events are routable
         self.scheduler = Scheduler(self.engine, self.bus, mapping.flows, self.handler_for)
         await self.bus.broadcast([CUSTOMER_CHANGED], self.reactions.heard)
         self.relay.start()
-        self.retention = Retention(self.engine, s.outbox_retention_seconds, s.processed_retention_seconds)
+        self.retention = Retention(
+            self.engine, s.outbox_retention_seconds, s.processed_retention_seconds,
+            also=[self._expire_exports],
+        )
         self.retention.start()
         self.dispatcher = LeadDispatcher(
             lambda: self.wiring.outbound, s.public_url, s.outbound_interval_seconds, s.outbound_batch
@@ -167,6 +188,7 @@ class Hub:
         self._consuming: set[str] = set()
         if consume:
             await self._consume_realtime(mapping.flows)
+            await self._declare_privacy(consume=True)
             self.scheduler.start()
             self.dispatcher.start()
         self._started = True
@@ -222,10 +244,16 @@ class Hub:
                 s.source,
                 self.reactions.committed,
             )
+        consents = None
+        if systems.players.get(CONSENT_REGISTRY):
+            consents = ConsentService(
+                self.engine, systems.system(CONSENT_REGISTRY), systems.one(CONSENT_REGISTRY), self.outbox,
+                s.source, self.reactions.committed,
+            )
         campaigns = responses = outbound = None
         if systems.players.get(LEAD_MANAGER):
             lm = systems.one(LEAD_MANAGER)
-            responses = Responses(self.engine, lm, self.outbox, s.source)
+            responses = Responses(self.engine, lm, self.outbox, s.source, consents)
             registry = systems.system(CONTACT_REGISTRY)
             outbound = Outbound(
                 lm,
@@ -238,10 +266,44 @@ class Hub:
                 campaigns = Campaigns(self.engine, planner, lm, decisions, self.outbox, s.source)
         region = mapping.identity.default_phone_region or s.default_phone_region
         inbound = Inbound({REQUEST_STATUS: requests.apply_reported} if requests is not None else {})
+        privacy = PrivacyService(
+            self.engine, _privacy_targets(mapping, systems), self.outbox, s.source, self.reactions.committed,
+            s.delivery_limit, s.privacy_export_retention_seconds,
+        )
         return Wiring(
             mapping, located, systems, translator, decisions, contacts, views, events, region, version,
-            requests, campaigns, responses, outbound, inbound,
+            requests, campaigns, responses, outbound, inbound, privacy, consents,
         )
+
+    async def _declare_privacy(self, *, consume: bool) -> None:
+        """One queue per system that handles privacy requests (and the hub's own part), bound to the
+        privacy events; consumed by every process. A system that leaves the mapping keeps its queue
+        consumed: its pending receipts are answered as failed (hub.core.privacy)."""
+        privacy = self.wiring.privacy
+        assert privacy is not None
+        queues = {queue_of(name): name for name in privacy.handled}
+        await self.bus.declare([Route(q, PRIVACY_EVENTS) for q in queues if q not in self.privacy_queues])
+        self.privacy_queues.update(queues)
+        if consume and self._consume:
+            for queue, system in queues.items():
+                if queue not in self._consuming:
+                    await self.bus.consume(queue, PrivacyQueueHandler(self, system))
+                    self._consuming.add(queue)
+
+    async def _expire_exports(self) -> None:
+        privacy = self.wiring.privacy
+        if privacy is not None and await privacy.expire():
+            log.info("exports past HUB_PRIVACY_EXPORT_RETENTION_SECONDS deleted")
+
+    def _invalidate(self, customer_ids: Iterable[str], systems: Iterable[str]) -> None:
+        """What a change announcement clears; an erasure (hub.core.privacy) forgets the customers whole."""
+        names = tuple(systems)
+        if ERASED in names:
+            ids = list(customer_ids)
+            self.cache.forget(ids)
+            self.wiring.decisions.forget(ids)
+        else:
+            self.cache.invalidate(customer_ids, names)
 
     async def _consume_realtime(self, flows: Iterable[Flow]) -> None:
         for flow in flows:
@@ -261,6 +323,8 @@ class Hub:
         for task in list(self._retired):
             task.cancel()
         steps = (
+            # First, while the store is whole: the audit log's last entries, the rate limit's heartbeat.
+            ("security", self.security.close),
             ("scheduler", self.scheduler.stop),
             ("lead dispatcher", self.dispatcher.stop),
             ("retention", self.retention.stop),
@@ -313,6 +377,7 @@ class Hub:
             self.scheduler.flows = mapping.flows
             if self._consume:
                 await self._apply_flow_changes(old.mapping.flows, mapping.flows)
+            await self._declare_privacy(consume=True)
             self.cache.clear()  # field maps may have changed: nothing read under the old ones is served
             self.reloads += 1
             self.last_reload_error = None
@@ -332,7 +397,8 @@ class Hub:
     async def _apply_flow_changes(self, before: list[Flow], after: list[Flow]) -> None:
         realtime = {f.queue for f in after if f.mode is FlowMode.REALTIME}
         for queue in list(self._consuming):
-            if queue not in realtime:  # removed, or now a batch flow: its queue keeps what arrives
+            # A flow removed, or now a batch flow: its queue keeps what arrives. Privacy queues stay.
+            if queue not in realtime and queue not in self.privacy_queues:
                 await self.bus.cancel(queue)
                 self._consuming.discard(queue)
         await self._consume_realtime(after)
@@ -368,6 +434,7 @@ class Hub:
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait until every accepted event is published and the realtime queues are empty (tests, demo)."""
         realtime = {f.queue for f in self.mapping.flows if f.mode is FlowMode.REALTIME and not f.external}
+        realtime |= self.privacy_queues
         deadline = asyncio.get_running_loop().time() + timeout
         quiet = 0
         while True:
@@ -410,6 +477,39 @@ class FlowHandler:
             self._hub._inflight -= len(events)
 
 
+class PrivacyQueueHandler:
+    """A system's privacy queue's bus handler: answered by the privacy service of the wiring current
+    at delivery."""
+
+    def __init__(self, hub: Hub, system: str):
+        self._hub = hub
+        self._system = system
+
+    async def __call__(self, event: CloudEvent) -> None:
+        privacy = self._hub.wiring.privacy
+        assert privacy is not None
+        self._hub._inflight += 1
+        try:
+            await privacy.handle(self._system, event)
+        finally:
+            self._hub._inflight -= 1
+
+
+def _privacy_targets(mapping: HubMapping, systems: Systems) -> list[PrivacyTarget]:
+    """The hub's own part, then every system of the mapping: its privacy handler, or why it has none."""
+    handlers = systems.all(PRIVACY_HANDLER)
+    targets = [PrivacyTarget(HUB_SYSTEM, HubPrivacy())]
+    for name, cfg in mapping.systems.items():
+        declared = PrivacyHandler in ports_of(systems.classes.get(name, object))
+        reason = (
+            "not configured for privacy requests (see its adapter's config)" if declared
+            else f"adapter {cfg.adapter!r} does not handle privacy requests (no PrivacyHandler port)"
+        )
+        handler = handlers.get(name)
+        targets.append(PrivacyTarget(name, handler, cfg.key, cfg.timeout_seconds, "" if handler else reason))
+    return targets
+
+
 def _routes(flows: Iterable[Flow]) -> list[Route]:
     """A realtime flow's queue is bound by its event types; a batch flow's queue gets its events in
     packs from the relay, addressed to the queue itself (bindings are only ever added: a flow switched
@@ -421,13 +521,13 @@ def _route_relay(relay: OutboxRelay, flows: Iterable[Flow]) -> None:
     flows = list(flows)
     live = [p for f in flows if f.mode is FlowMode.REALTIME for p in f.events]
     relay.route(
-        [*live, CUSTOMER_CHANGED],
+        [*live, CUSTOMER_CHANGED, *PRIVACY_EVENTS],
         [(f.queue, tuple(f.events)) for f in flows if f.mode is not FlowMode.REALTIME],
     )
 
 
 def _patterns(flows: Iterable[Flow]) -> list[str]:
-    return [*(p for f in flows for p in f.events), CUSTOMER_CHANGED]
+    return [*(p for f in flows for p in f.events), CUSTOMER_CHANGED, *PRIVACY_EVENTS]
 
 
 def _task_stacks() -> str:

@@ -8,8 +8,12 @@ be stopped). `asyncio.timeout` tells the two apart, so every timed wait in the h
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -53,3 +57,45 @@ def _retrieve(task: asyncio.Task[object]) -> None:
     # The caller has gone on: read the outcome so asyncio does not warn that it was never retrieved.
     if not task.cancelled():
         task.exception()
+
+
+class Periodic:
+    """`work()` every `seconds` (or sooner when woken) in a task of its own. stop() ends it between
+    rounds, never in one: a store driver cancelled mid-statement can leave its connection hanging."""
+
+    def __init__(self, name: str, seconds: float, work: Callable[[], Awaitable[object]]):
+        self._name = name
+        self._seconds = seconds
+        self._work = work
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self, grace: float = 3.0) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        done, _ = await asyncio.wait({task}, timeout=grace)
+        if not done:  # a round that hangs past the grace is cut after all
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            await wait_event(self._wake, self._seconds)
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                await self._work()
+            except Exception as exc:  # the store may be away: the next round tries again
+                log.warning("%s failed: %s", self._name, type(exc).__name__)

@@ -18,6 +18,9 @@ UNDER_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 # CM's answers, not the fallback defaults, unless a test sets a budget of its own: a loaded CI machine
 # can take longer than the 200 ms a channel is given (hubs the tests start as processes inherit it).
 os.environ.setdefault("HUB_NBA_BUDGET_MS", "10000")
+# The suite tests behaviour behind the edge with the hub open; tests/security turns authentication on
+# (Settings(auth="required")) and tests it, over HTTP and websocket, in-process and in subprocesses.
+os.environ.setdefault("HUB_AUTH", "off")
 
 
 def _reachable(url: str) -> bool:
@@ -154,7 +157,7 @@ async def hub(hub_settings):
         await h.close()
         for overrun in h.close_overruns:  # bounded, so not a hang; shown so that it gets looked at
             warnings.warn(f"hub close step overran its deadline: {overrun}", stacklevel=1)
-        await drop_namespace(hub_settings, [f.queue for f in h.mapping.flows])
+        await drop_namespace(hub_settings, [*(f.queue for f in h.mapping.flows), *h.privacy_queues])
 
 
 async def drop_namespace(settings, queues) -> None:

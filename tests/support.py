@@ -75,11 +75,16 @@ async def start_contact(client, channel: str = "WEBSITE", **identification: str)
     return data["startContact"]
 
 
+# Every hub declares a privacy queue per system that handles privacy requests (hub.core.privacy): the
+# shipped mapping's, deleted with any namespace (a missing one is skipped).
+SHIPPED_PRIVACY_QUEUES = tuple(f"privacy.{s}" for s in ("hub", "crm", "cm", "backoffice", "lm"))
+
+
 async def delete_topology(url: str, ns: str, queues) -> None:
     """Delete a test namespace's queues and exchanges (each on its own channel: a missing one closes it)."""
     connection = await aio_pika.connect(url)
     try:
-        for queue in [*queues, "dead-letters"]:
+        for queue in [*queues, *SHIPPED_PRIVACY_QUEUES, "dead-letters"]:
             with contextlib.suppress(Exception):
                 async with connection.channel() as ch:
                     await ch.queue_delete(f"{ns}.{queue}")
@@ -89,3 +94,20 @@ async def delete_topology(url: str, ns: str, queues) -> None:
                     await ch.exchange_delete(f"{ns}.{exchange}")
     finally:
         await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(app):
+    """An ASGI app served by uvicorn on a free port of this host, in this event loop: yields
+    'host:port', stops the server after."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)

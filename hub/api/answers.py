@@ -11,6 +11,7 @@ is another entry, and two callers never share an answer unless they sent the sam
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,11 @@ _KEYED_HEADERS = (b"content-type", b"accept", b"authorization")
 _TOO_LARGE = (
     b'{"errors":[{"message":"the request body is too large","extensions":{"code":"PAYLOAD_TOO_LARGE"}}]}'
 )
+_TIMED_OUT = (
+    b'{"errors":[{"message":"the request body did not arrive in time",'
+    b'"extensions":{"code":"REQUEST_TIMEOUT"}}]}'
+)
+_JSON = [(b"content-type", b"application/json")]
 
 
 class AnswerReads(Reads):
@@ -90,11 +96,19 @@ class CachedAnswers:
     """ASGI in front of the GraphQL app for HTTP requests: answers from the cache, or runs the app,
     recording its reads, and keeps the answer when it may."""
 
-    def __init__(self, app: ASGIApp, cache: AnswerCache, version: Callable[[], int], max_body: int):
+    def __init__(
+        self,
+        app: ASGIApp,
+        cache: AnswerCache,
+        version: Callable[[], int],
+        max_body: int,
+        body_timeout: float = 30.0,
+    ):
         self._app = app
         self._cache = cache
         self._version = version  # the mapping version: answers never outlive the wiring they came from
         self._max_body = max_body
+        self._body_timeout = body_timeout  # a slow sender is cut off (408), not waited for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("GET", "POST"):
@@ -102,9 +116,14 @@ class CachedAnswers:
             return
         body = b""
         if scope["method"] == "POST":
-            read = await _read_body(receive, self._max_body)
+            try:
+                async with asyncio.timeout(self._body_timeout):
+                    read = await _read_body(receive, self._max_body)
+            except TimeoutError:
+                await _send(send, 408, [*_JSON, (b"connection", b"close")], _TIMED_OUT)
+                return
             if read is None:
-                await _send(send, 413, [(b"content-type", b"application/json")], _TOO_LARGE)
+                await _send(send, 413, _JSON, _TOO_LARGE)
                 return
             body = read
         if not self._cache.enabled:

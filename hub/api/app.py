@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import os
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from starlette.applications import Starlette
@@ -14,22 +16,30 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from hub.api.answers import AnswerCache, CachedAnswers
+from hub.api.auth import CLOSE_CODE, PRINCIPAL, Authenticate
 from hub.api.context import Context
+from hub.api.errors import public_detail, scrub
 from hub.api.extensions import ensure_code
+from hub.api.headers import cors_origins, edge_middleware
 from hub.api.links import routes as link_routes
 from hub.api.schema import build_schema
+from hub.api.transport import EdgeGraphQL
 from hub.config import Settings
 from hub.config.watch import MappingWatcher
+from hub.core.errors import Unauthenticated
 from hub.ports import Health
 from hub.runtime import Hub
+from hub.security.gate import credential
+from hub.security.principal import NOBODY
 
 HEALTH_TIMEOUT = 5.0
+log = logging.getLogger("hub.api")
 
 
 async def _health(adapter: Any) -> Health:
@@ -43,18 +53,49 @@ async def _health(adapter: Any) -> Health:
         return Health(False, type(exc).__name__)
 
 
-class HubGraphQL(GraphQL[Context, None]):
+class HubGraphQL(EdgeGraphQL):
     def __init__(self, hub: Hub):
         super().__init__(
-            build_schema(hub.settings.max_query_depth),
+            build_schema(hub.settings),
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             keep_alive=True,
             keep_alive_interval=15,
+            # hub.api.headers: HUB_CORS_ORIGINS; hub.api.transport: the connection_init wait.
+            allowed_origins=cors_origins(hub.settings.cors_origins),
+            connection_init_wait_timeout=timedelta(seconds=hub.settings.ws_init_timeout_seconds),
         )
         self.hub = hub
 
     async def get_context(self, request: Request | WebSocket, response: object) -> Context:
-        return Context(self.hub)
+        # HTTP: authenticated by hub.api.auth before the body was read. A websocket: not yet (below).
+        principal = request.scope.get(PRINCIPAL, NOBODY)
+        context = Context(self.hub, principal)
+        context.connection = request
+        return context
+
+    async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
+        """graphql-transport-ws `connection_init`: the credential is in its payload
+        (`{"authorization": "Bearer …"}`) or in the upgrade's Authorization header."""
+        socket = context.connection
+        assert socket is not None
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        given = params.get("authorization") or params.get("Authorization")
+        given = given or socket.headers.get("authorization")
+        security = self.hub.security
+        try:
+            principal = await security.authn.principal(given if isinstance(given, str) else None)
+        except Unauthenticated:
+            socket.scope[CLOSE_CODE] = 4401
+            raise ConnectionRejectionError() from None
+        client = socket.client.host if socket.client else None
+        who = credential(principal, client)
+        if security.connections[who] >= security.max_connections:
+            socket.scope[CLOSE_CODE] = 4429
+            raise ConnectionRejectionError()
+        security.connections[who] += 1
+        socket.scope[PRINCIPAL] = principal
+        context.principal = principal
+        return None
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         for error in result.errors or ():
@@ -68,7 +109,12 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
     hub = hub or Hub(settings)
     graphql = HubGraphQL(hub)
     answers = AnswerCache(hub.settings.answer_cache_entries, hub.settings.answer_max_bytes)
-    http_graphql = CachedAnswers(graphql, answers, lambda: hub.wiring.version, hub.settings.max_body_bytes)
+    settings = hub.settings
+    http_graphql = CachedAnswers(
+        graphql, answers, lambda: hub.wiring.version, settings.max_body_bytes, settings.body_timeout_seconds
+    )
+    protected_http = Authenticate(http_graphql, lambda: hub.security)
+    protected_ws = Authenticate(graphql, lambda: hub.security)
 
     async def healthz(_: Request) -> JSONResponse:
         systems = hub.systems
@@ -77,7 +123,9 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
         checks = {}
         for name, health in zip(names, results, strict=True):
             essential = systems.mapping.systems[name].essential
-            checks[name] = {"ok": health.ok, "detail": health.detail, "essential": essential}
+            if not health.ok:  # the whole reason to the log (no SQL parameters); the open answer a safe part
+                log.info("health check of system %s failed: %s", name, scrub(health.detail or ""))
+            checks[name] = {"ok": health.ok, "detail": public_detail(health.detail), "essential": essential}
         # The hub serves while non-essential systems are down (partial data): it is healthy unless an
         # essential one is; `degraded` tells operators that some answers are partial.
         ok = all(c["ok"] for c in checks.values() if c["essential"])
@@ -121,12 +169,13 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
 
     app = Starlette(
         routes=[
-            Route("/graphql", http_graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql),
+            Route("/graphql", protected_http, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", protected_ws),
             Route("/healthz", healthz),
             *link_routes(hub),
         ],
         lifespan=lifespan,
+        middleware=edge_middleware(hub.settings.cors_origins),  # security headers, CORS
     )
     app.state.hub = hub
     app.state.answers = answers

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLError
 from strawberry.dataloader import DataLoader
 
 from hub import model
-from hub.core.errors import BadInput, NotConfigured, SystemUnavailable
-from hub.model import CustomerView, DecisionRequest, NextBestAction
+from hub.core.errors import BadInput, Forbidden, NotConfigured, SystemUnavailable, TooManySubscriptions
+from hub.model import Channel, CustomerView, DecisionRequest, NextBestAction
+from hub.model.privacy import Consent
+from hub.security.gate import credential
+from hub.security.principal import Principal
 
 if TYPE_CHECKING:
     from hub.core.leads import Campaigns, Responses
@@ -31,11 +35,16 @@ def check_limit(limit: int) -> None:
 @dataclass
 class Context:
     hub: Hub
+    principal: Principal  # who calls (hub.security); on a websocket, set by its connection_init
     wiring: Wiring = field(init=False)
     customers: DataLoader[str, CustomerView | None] = field(init=False)
     contacts: DataLoader[str, list[model.Contact]] = field(init=False)
     nbas: DataLoader[DecisionRequest, list[NextBestAction]] = field(init=False)
     requests: DataLoader[str, list[model.CustomerRequest]] = field(init=False)  # by customer
+    consents: DataLoader[str, list[Consent]] = field(init=False)  # by customer (hub.api.privacy)
+    # The HTTP request or websocket the operation came on; the websocket's connection_init payload.
+    connection: Any = None
+    connection_params: Any = None
     # Errors that go with partial data (a system could not be read); the PartialData extension adds
     # them to the response.
     partial: list[GraphQLError] = field(default_factory=list)
@@ -49,6 +58,7 @@ class Context:
         self.contacts = DataLoader(load_fn=self.wiring.views.contacts_of)
         self.nbas = DataLoader(load_fn=self._decide)
         self.requests = DataLoader(load_fn=self._requests_of)
+        self.consents = DataLoader(load_fn=self._consents_of)
 
     def request_service(self) -> RequestService:
         service = self.wiring.requests
@@ -70,6 +80,10 @@ class Context:
         if self.wiring.outbound is None:
             raise NotConfigured("no system plays lead_manager in the mapping: leads are off")
         return self.wiring.outbound.lm
+
+    async def _consents_of(self, customer_ids: Sequence[str]) -> list[list[Consent]]:
+        service = self.wiring.consents
+        return [[] for _ in customer_ids] if service is None else await service.of(customer_ids)
 
     async def _requests_of(self, customer_ids: Sequence[str]) -> list[list[model.CustomerRequest]]:
         found = await self.request_service().of_customers(customer_ids)
@@ -120,6 +134,45 @@ class Context:
         except SystemUnavailable as exc:
             self.unavailable(exc, path)
             return self.wiring.decisions.fallback(request)
+
+    def forbidden(self, message: str, scope: str, path: list[str | int]) -> None:
+        """A part of the answer left out for want of a scope, said beside the data."""
+        extensions = {"code": Forbidden.code, "scope": scope}
+        self.partial.append(GraphQLError(message, path=path, extensions=extensions))
+
+    def act_as(self, channel: Channel | None) -> None:
+        """A caller bound to a channel acts only as that channel."""
+        bound = self.principal.channel
+        if bound is not None and channel is not bound:
+            asked = channel.value if channel else "no channel"
+            raise Forbidden(f"this credential acts only as {bound.value}, not {asked}", channel=bound.value)
+
+    async def act_on_contact(self, contact_id: str) -> None:
+        """A caller bound to a channel acts only on that channel's contacts (an unknown contact is left
+        to the operation, which says so)."""
+        if self.principal.channel is None or not 0 < len(contact_id) <= 40:
+            return
+        contact = await self.wiring.contacts.get(None, contact_id)
+        if contact is not None:
+            self.act_as(contact.channel)
+
+    @contextlib.asynccontextmanager
+    async def subscription_slot(self) -> AsyncIterator[None]:
+        """One of the subscriptions a credential may hold open (HUB_MAX_SUBSCRIPTIONS_PER_CREDENTIAL)."""
+        security = self.hub.security
+        client = getattr(getattr(self.connection, "client", None), "host", None)
+        who = credential(self.principal, client)
+        if security.subscriptions[who] >= security.max_subscriptions:
+            raise TooManySubscriptions(
+                f"this credential holds {security.max_subscriptions} subscriptions already"
+            )
+        security.subscriptions[who] += 1
+        try:
+            yield
+        finally:
+            security.subscriptions[who] -= 1
+            if security.subscriptions[who] <= 0:
+                del security.subscriptions[who]
 
     def unavailable(self, exc: SystemUnavailable, path: list[str | int]) -> None:
         self.partial.append(GraphQLError(exc.message, path=path, extensions=exc.extensions))

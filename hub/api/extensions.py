@@ -8,14 +8,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType
-from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.extensions import SchemaExtension
 
 from hub.api.answers import AnswerReads
 from hub.api.context import Context
+from hub.api.limits import edge_rules
+from hub.config import Settings
 from hub.core import reads
 
 log = logging.getLogger("hub.api")
-MAX_ALIASES = 30
 
 
 def ensure_code(error: GraphQLError) -> None:
@@ -85,10 +86,13 @@ def _operation(document: Any, name: str | None) -> OperationDefinitionNode | Non
     return next((d for d in found if d.name is not None and d.name.value == name), None)
 
 
-def limit_rules(max_depth: int) -> list[Any]:
-    """The depth and alias limits as validation rules, made once per schema: the validation cache is
-    keyed by the rule classes, so rules made per request would never hit it."""
-    return [
-        *QueryDepthLimiter(max_depth=max_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
-    ]
+def limit_rules(settings: Settings) -> list[Any]:
+    """The document limits as validation rules (hub.api.limits: depth, aliases, cost, introspection),
+    made once per schema: the validation cache is keyed by the rule classes, so rules made per request
+    would never hit it."""
+    return edge_rules(
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_aliases,
+        max_cost=settings.max_query_cost,
+        introspection=settings.introspection,
+    )

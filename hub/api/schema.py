@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.extensions import (
@@ -15,9 +15,14 @@ from strawberry.extensions import (
 )
 from strawberry.types import Info
 
+from hub.api import guard, privacy
+from hub.api.audit import AuditMutations
 from hub.api.context import Context, check_limit
+from hub.api.errors import HubSchema, public_detail
 from hub.api.extensions import AnswerPolicy, PartialData, limit_rules
+from hub.api.inputs import InputChecks, InputLimits
 from hub.api.types import (
+    AuditEntry,
     Campaign,
     Channel,
     Contact,
@@ -37,27 +42,40 @@ from hub.api.types import (
     SubmitRequestInput,
     SystemKeyInput,
 )
-from hub.core.errors import BadInput, NotFound, SystemUnavailable
+from hub.config import Settings
+from hub.core.errors import BadInput, NotFound, SystemUnavailable, UnknownCustomer
 from hub.core.events import EventInput
 from hub.core.flows import flow_statuses
 from hub.core.identity import keys_from, normalize_token
 from hub.messaging.bus.base import BusError
-from hub.model import DecisionRequest, Key, PropositionResponse, RequestStatus
+from hub.model import GOLDEN_ID, DecisionRequest, Key, PropositionResponse, RequestStatus
+from hub.model.privacy import ConsentPurpose, PrivacyKind
+from hub.security.scopes import IDENTITY_MERGE
 
 I = Info[Context, None]  # noqa: E741
 MAX_CUSTOMERS = 100
 # Root fields whose answers may be kept whole (hub.api.answers) while their reads stay current. Default
 # deny: a root field not listed here is answered live every time.
 CACHEABLE_ROOTS = frozenset({"customer", "customers", "customerByKey", "__typename"})
-# Who a status set through the API came from, in the request's history (the caller's name once
-# callers are authenticated).
+# Who a status set through the API came from, in the request's history: the caller's key name or
+# token subject; this when the hub runs open (HUB_AUTH=off).
 BACK_OFFICE_AGENT = "backoffice"
+# Key kinds as the API names them (StartContactPayload.unlinkedKeys).
+KEY_NAMES = {"email": "email", "phone": "phone", "customer": "customerId", "cookie": "cookieId"}
 MAX_CALLBACKS = 200
+MAX_AUDIT = 1000
 
 
 async def _customer(info: I, customer_id: str) -> Customer | None:
     view = await info.context.customer(customer_id, info.path.as_list())
     return Customer.of(view) if view else None
+
+
+async def _known_golden_ids(wiring: Any, keys: list[Key]) -> None:
+    """A golden id given to identify a visitor names a customer that exists: never a new one."""
+    for key in keys:
+        if key.kind == GOLDEN_ID and await wiring.contacts.find([key]) is None:
+            raise UnknownCustomer(f"no customer with id {key.value!r}", field="identification.customerId")
 
 
 @strawberry.type
@@ -147,11 +165,11 @@ class Query:
         try:
             stats, bus_error = await hub.bus.stats(), None
         except BusError as exc:
-            stats, bus_error = [], f"{type(exc).__name__}: {exc}"
+            stats, bus_error = [], public_detail(f"{type(exc).__name__}: {exc}")
         return Operations(
             queues=[QueueStatus(queue=q.queue, depth=q.depth, dead_letters=q.dead_letters) for q in stats],
             outbox_backlog=await hub.outbox.backlog(hub.engine),
-            relay_error=hub.relay.last_error,
+            relay_error=public_detail(hub.relay.last_error),  # no SQL or parameters
             bus_error=bus_error,
         )
 
@@ -165,6 +183,25 @@ class Query:
         return [Flow.of(s) for s in statuses]
 
 
+    @strawberry.field(
+        description=f"The audit log, newest first (at most {MAX_AUDIT}): every mutation and operator action, "
+        "by whom and with what outcome; filtered by action or by who."
+    )
+    async def audit_log(
+        self, info: I, limit: int = 50, action: str | None = None, who: str | None = None
+    ) -> list[AuditEntry]:
+        if not 1 <= limit <= MAX_AUDIT:
+            raise BadInput(f"limit must be between 1 and {MAX_AUDIT}", field="limit")
+        found = await info.context.hub.security.audit.recent(limit, action, who)
+        return [AuditEntry(at=e.at, who=e.who, via=e.via, action=e.action, target=e.target, outcome=e.outcome)
+                for e in found]
+
+    @strawberry.field(description="A privacy request (erasure or export) with each system's receipt; null "
+                      "when unknown.")
+    async def privacy_request(self, info: I, id: strawberry.ID) -> privacy.PrivacyRequest | None:
+        return await privacy.get(info, str(id))
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="Identify the visitor, register the contact, return view and NBAs.")
@@ -175,10 +212,20 @@ class Mutation:
             email=ident.email,
             phone=ident.phone,
             cookie_id=ident.cookie_id,
-            customer_id=str(ident.customer_id) if ident.customer_id is not None else None,
+            customer_id=ident.customer_number,
+            id_or_number=str(ident.customer_id) if ident.customer_id is not None else None,
             region=wiring.phone_region,
         )
-        started = await wiring.contacts.start(input.channel, keys, input.name)
+        await _known_golden_ids(wiring, keys)
+        context = info.context
+        context.act_as(input.channel)
+        started = await wiring.contacts.start(
+            input.channel,
+            keys,
+            input.name,
+            may_merge=context.principal.allows(IDENTITY_MERGE),
+            blocked=context.hub.settings.blocked_values,
+        )
         customer = await _customer(info, started.customer_id)
         assert customer is not None, "a started contact's customer exists"
         nbas = await info.context.next_best_actions(
@@ -189,6 +236,7 @@ class Mutation:
             customer=customer,
             created=started.created,
             next_best_actions=[NextBestAction.of(n) for n in nbas],
+            unlinked_keys=[KEY_NAMES.get(str(k.kind), str(k.kind)) for k in started.unlinked],
         )
 
     @strawberry.mutation(description="Report what happened during a contact; the NBAs returned reflect it.")
@@ -206,6 +254,7 @@ class Mutation:
             )
             for e in events
         ]
+        await info.context.act_on_contact(str(contact_id))
         recorded = await info.context.wiring.events.record(str(contact_id), items)
         if recorded.decisions_error is not None:
             info.context.unavailable(recorded.decisions_error, [*info.path.as_list(), "nextBestActions"])
@@ -217,6 +266,7 @@ class Mutation:
 
     @strawberry.mutation(description="End a contact, with an optional outcome.")
     async def end_contact(self, info: I, contact_id: strawberry.ID, outcome: str | None = None) -> Contact:
+        await info.context.act_on_contact(str(contact_id))
         return Contact.of(await info.context.wiring.contacts.end(str(contact_id), outcome))
 
     @strawberry.mutation(
@@ -237,6 +287,7 @@ class Mutation:
     async def record_lead_response(
         self, info: I, code: str, channel: Channel, response: PropositionResponse
     ) -> Lead:
+        info.context.act_as(channel)
         return Lead.of(await info.context.responses().record(code, channel, response))
 
     @strawberry.mutation(
@@ -245,6 +296,7 @@ class Mutation:
     )
     async def submit_request(self, info: I, input: SubmitRequestInput) -> CustomerRequest:
         service = info.context.request_service()
+        await info.context.act_on_contact(str(input.contact_id))
         offer_id = str(input.offer_id) if input.offer_id is not None else None
         request = await service.submit(
             str(input.contact_id), input.kind, input.subject, input.details, offer_id
@@ -259,7 +311,44 @@ class Mutation:
         self, info: I, id: strawberry.ID, status: RequestStatus, note: str | None = None
     ) -> CustomerRequest:
         service = info.context.request_service()
-        return CustomerRequest.of(await service.update_status(str(id), status, note, BACK_OFFICE_AGENT))
+        principal = info.context.principal
+        agent = BACK_OFFICE_AGENT if principal.kind == "open" else principal.name
+        return CustomerRequest.of(await service.update_status(str(id), status, note, agent))
+
+    @strawberry.mutation(
+        description="Erase the customer everywhere (GDPR art. 17): the hub forgets the customer's keys at "
+        "once (the same email later is a new customer; events still queued for this customer are dropped) "
+        "and asks every system, each answering with a receipt; failures are retried. Erasing an erased "
+        "customer answers the first erasure."
+    )
+    async def erase_customer(self, info: I, id: strawberry.ID) -> privacy.PrivacyRequest:
+        return await privacy.request(info, PrivacyKind.ERASURE, str(id))
+
+    @strawberry.mutation(
+        description="Export the customer's data (GDPR art. 15, 20): every system is asked for its part; "
+        "`download` is the whole as one JSON document once every system has answered."
+    )
+    async def export_customer(self, info: I, id: strawberry.ID) -> privacy.PrivacyRequest:
+        return await privacy.request(info, PrivacyKind.EXPORT, str(id))
+
+    @strawberry.mutation(
+        description="Give or withdraw the customer's consent for a purpose, in one channel or (no channel) "
+        "in every channel; recorded by the consent registry (the CRM) and told to CM and LM, which offer "
+        "and send by it. The newest statement covering a channel decides."
+    )
+    async def set_consent(
+        self,
+        info: I,
+        customer_id: strawberry.ID,
+        purpose: ConsentPurpose,
+        channel: Channel | None,
+        granted: bool,
+    ) -> Customer:
+        await privacy.set_consent(info, str(customer_id), purpose, channel, granted)
+        customer = await _customer(info, str(customer_id))
+        if customer is None:
+            raise NotFound(f"no customer with id {str(customer_id)[:40]!r}", customerId=str(customer_id)[:40])
+        return customer
 
 
 @strawberry.type
@@ -269,11 +358,14 @@ class Subscription:
         self, info: I, customer_id: strawberry.ID, channel: Channel | None = None, limit: int = 3
     ) -> AsyncGenerator[list[NextBestAction], None]:
         check_limit(limit)
-        hub = info.context.hub
+        context = info.context
+        if channel is not None:
+            context.act_as(channel)
+        hub = context.hub
         cid = str(customer_id)
         if not await hub.views.existing([cid]):
             raise NotFound(f"no customer with id {cid!r}", customerId=cid)
-        async with hub.feed.listen(cid) as changed:
+        async with context.subscription_slot(), hub.feed.listen(cid) as changed:
             while True:
                 # Each push asks the wiring current now: a subscription outlives mapping reloads.
                 try:
@@ -285,21 +377,33 @@ class Subscription:
                 await changed.get()
 
 
-def build_schema(max_depth: int = 10) -> strawberry.Schema:
-    limits = limit_rules(max_depth)  # once per schema; the extensions below are fresh per request
-    return strawberry.Schema(
+# The scope each protected field needs, in the SDL (hub.api.guard; the table is hub.security.scopes).
+guard.declare([Query, Mutation, Subscription, Customer])
+
+
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    settings = settings or Settings()
+    limits = limit_rules(settings)  # once per schema; the extensions below are fresh per request
+    inputs = InputLimits(
+        max_input_list=settings.max_input_list, max_events_per_call=settings.max_events_per_call
+    )
+    built = HubSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
             lambda: AddValidationRules(limits),
             PartialData,
+            AuditMutations,
             lambda: AnswerPolicy(cacheable_roots=CACHEABLE_ROOTS),
             lambda: ParserCache(maxsize=1024),
             lambda: ValidationCache(maxsize=1024),
             lambda: MaxTokensLimiter(max_token_count=5000),
+            lambda: InputChecks(limits=inputs),  # after ValidationCache: see InputChecks
         ],
     )
+    guard.enforce(built._schema)
+    return built
 
 
 schema = build_schema()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -25,6 +25,13 @@ from hub.model import (
     RequestKind,
     RequestStatus,
 )
+from hub.security.scopes import CUSTOMER_READ_PII
+
+if TYPE_CHECKING:
+    from hub.api.privacy import Consent
+
+# Attribute names that hold personal data (shown only with customer:read:pii).
+PII_ATTRIBUTES = frozenset({"address", "addresses", "birthDate", "dateOfBirth", "birthday", "iban"})
 
 # strawberry.enum registers the core's enums for GraphQL and returns them unchanged.
 strawberry.enum(Channel, description="A front-end channel that runs contacts.")
@@ -192,16 +199,41 @@ class FieldSource:
 class Customer:
     id: strawberry.ID
     name: str | None
-    emails: list[str]
-    phones: list[str]
+    # Personal data: null, with a FORBIDDEN error, for a caller without customer:read:pii.
+    emails: list[str] | None
+    phones: list[str] | None
     products: list[str]
     segments: list[Segment]
     offer_history: list[OfferHistory]
-    attributes: JSON = strawberry.field(description="Free attributes, by name (text, numbers, booleans).")
     unavailable_systems: list[str] = strawberry.field(
         description="Systems that could not be read: the view is partial when this is not empty."
     )
     view: strawberry.Private[model.CustomerView]
+
+    @strawberry.field(
+        description="Free attributes, by name (text, numbers, booleans). Personal ones (addresses, birth "
+        "dates: PII_ATTRIBUTES) only for a caller with customer:read:pii; they are in `addresses` too."
+    )
+    def attributes(self, info: Info[Context, None]) -> JSON:
+        attributes = dict(self.view.attributes)
+        if not info.context.principal.allows(CUSTOMER_READ_PII):
+            hidden = sorted(k for k in attributes if k in PII_ATTRIBUTES)
+            for name in hidden:
+                del attributes[name]
+            if hidden:
+                info.context.forbidden(
+                    f"Customer.attributes.{', '.join(hidden)} need the scope {CUSTOMER_READ_PII!r}; left out",
+                    CUSTOMER_READ_PII,
+                    info.path.as_list(),
+                )
+        return cast(JSON, attributes)
+
+    @strawberry.field(description="The customer's postal addresses (from the attributes address/addresses).")
+    def addresses(self) -> list[str] | None:
+        found = self.view.attributes.get("addresses", self.view.attributes.get("address"))
+        if found is None:
+            return []
+        return [str(a) for a in found] if isinstance(found, list) else [str(found)]
 
     @strawberry.field(description="The hub's own latest contacts of the customer, newest first.")
     async def contacts(self, info: Info[Context, None]) -> list[Contact]:
@@ -214,6 +246,17 @@ class Customer:
     ) -> list[CustomerRequest]:
         found = await info.context.requests.load(str(self.id))
         return [CustomerRequest.of(r) for r in found if status is None or r.status is status]
+
+    @strawberry.field(
+        description="The customer's consents per purpose and channel, from the consent registry (the CRM); "
+        "what is not recorded is given. NBAs and outbound leads respect them."
+    )
+    async def consents(
+        self, info: Info[Context, None]
+    ) -> list[Annotated[Consent, strawberry.lazy("hub.api.privacy")]]:
+        from hub.api.privacy import consents_of  # it builds on this module's types
+
+        return await consents_of(info, str(self.id))
 
     @strawberry.field(
         description="Per field of the view: the system that supplied the value and when it was read."
@@ -234,7 +277,6 @@ class Customer:
             products=v.products,
             segments=[Segment(id=strawberry.ID(s.id), name=s.name) for s in v.segments],
             offer_history=[OfferHistory.of(h) for h in v.offer_history],
-            attributes=cast(JSON, dict(v.attributes)),
             unavailable_systems=sorted(v.unavailable),
             view=v,
         )
@@ -253,8 +295,16 @@ class Customer:
 class IdentificationInput:
     email: str | None = None
     phone: str | None = None
-    customer_id: strawberry.ID | None = None
+    customer_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="A golden id (cus_…, as `Customer.id`) identifies that customer (UNKNOWN_CUSTOMER when "
+        "there is none); any other value is taken as the customer number.",
+        deprecation_reason="Use customerNumber for the customer's number; give a known customer's id here.",
+    )
     cookie_id: str | None = None
+    customer_number: str | None = strawberry.field(
+        default=None, description="The customer's number, as the company's systems know it."
+    )
 
 
 @strawberry.input(description="A system's own id for a customer: a key of the kind named after the system.")
@@ -287,6 +337,12 @@ class StartContactPayload:
     customer: Customer
     created: bool
     next_best_actions: list[NextBestAction]
+    unlinked_keys: list[str] = strawberry.field(
+        default_factory=list,
+        description="Keys given that were not linked to this customer, by kind (email, phone, customerId, "
+        "cookieId): a key that identifies another customer, which only a caller with identity:merge may "
+        "attach, or a placeholder value that identifies no one (HUB_BLOCKED_KEY_VALUES).",
+    )
 
 
 @strawberry.input
@@ -321,6 +377,16 @@ class Operations:
     outbox_backlog: int
     relay_error: str | None
     bus_error: str | None = strawberry.field(description="Why queue figures are missing, when they are.")
+
+
+@strawberry.type(description="One entry of the audit log: who did what, on what, when, with what outcome.")
+class AuditEntry:
+    at: datetime
+    who: str = strawberry.field(description="The key's name, the JWT's subject, or a CLI command's OS user.")
+    via: str = strawberry.field(description="key, jwt, open (HUB_AUTH=off) or cli.")
+    action: str = strawberry.field(description="The operation, e.g. Mutation.startContact or keys.revoke.")
+    target: str | None = strawberry.field(description="The id it acted on, when it names one.")
+    outcome: str = strawberry.field(description="ok, or the error code.")
 
 
 strawberry.enum(FlowMode, description="How a flow delivers: as events happen, or daily or weekly at a time.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from hub.cli import adapters, dlq, flows, mappings, server
+from hub.cli import adapters, dlq, flows, keys, mappings, server
 
 app = typer.Typer(
     help="MarkITing Hub: one GraphQL API over your marketing, sales and channel systems.",
@@ -16,6 +16,7 @@ app.add_typer(mappings.app, name="mappings")
 app.add_typer(adapters.app, name="adapters")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(flows.app, name="flows")
+app.add_typer(keys.app, name="keys")
 
 SDL_PATH = server.SDL_PATH
 

@@ -52,8 +52,14 @@ def serve(
         f"bus {settings.broker_url.split('@')[-1]}"
         + (f", {workers} processes)" if workers > 1 else ")")
     )
+    # Idle keep-alive connections closed after keep_alive_seconds; a websocket message no larger than a
+    # request body. (A slow request body is cut off by hub.api.answers; connection_init by HubGraphQL.)
+    edge: dict[str, Any] = {
+        "timeout_keep_alive": max(1, round(settings.keep_alive_seconds)),
+        "ws_max_size": settings.max_body_bytes,
+    }
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, lifespan="on")
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, lifespan="on", **edge)
         return
     if not settings.database_url.startswith("postgresql") or not settings.broker_url.startswith("amqp"):
         typer.echo(
@@ -66,6 +72,8 @@ def serve(
     if settings.demo:
         run(with_hub, _load_demo)
     os.environ["HUB_DEMO"] = "false"
+    if not settings.auth_required:  # the demo's open hub stays open in its workers (warned by each)
+        os.environ["HUB_AUTH"] = "off"
     uvicorn.run(
         "hub.api.app:create_app",
         factory=True,
@@ -74,6 +82,7 @@ def serve(
         port=port,
         log_level=log_level,
         lifespan="on",
+        **edge,
     )
 
 

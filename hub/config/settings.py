@@ -25,6 +25,24 @@ class Settings(BaseSettings):
     # Limits that protect the hub from one caller.
     max_events_per_call: int = 100
     max_query_depth: int = 10
+    # (hub.api.limits, hub.api.inputs) The most one operation may cost: each field 1, each list
+    # multiplying what is selected under it by its size (its limit or ids, else an estimate per field);
+    # aliases in one document; items in any list input without a limit of its own.
+    max_query_cost: int = 20_000
+    max_aliases: int = 30
+    max_input_list: int = 1000
+    # Introspection (__schema, __type); off refuses it with INTROSPECTION_DISABLED (GraphiQL then has
+    # no schema to offer).
+    introspection: bool = True
+    # Origins that may call from a browser, over HTTP (CORS) and the websocket (Origin check);
+    # comma-separated, or "*". Empty: same origin only.
+    cors_origins: str = ""
+    # Slow and idle connections: a request body must arrive within body_timeout_seconds (408); a
+    # websocket must send connection_init within ws_init_timeout_seconds (close 4408); an idle
+    # keep-alive HTTP connection is closed after keep_alive_seconds (uvicorn).
+    body_timeout_seconds: float = 30.0
+    ws_init_timeout_seconds: float = 10.0
+    keep_alive_seconds: float = 5.0
     # How long an adapter read stays cached; events about a customer clear it sooner.
     cache_ttl_seconds: float = 30.0
     # How long CM's answer for a customer is reused (CM's own learning snapshot is as old); a change of
@@ -85,3 +103,43 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_from: str = "offers@markiting-hub.local"
     smtp_timeout_seconds: float = 10.0
+    # Privacy (hub.core.privacy): how long an export's document (personal data) is kept for download
+    # after it completed; its parts are deleted then.
+    privacy_export_retention_seconds: float = 7 * 86_400.0
+    # --- security (hub.security; README "Security") ---
+    # "required": every GraphQL operation and operator endpoint needs a credential (an API key from
+    # `hub keys create`, or a JWT from the identity provider below). "off": anyone who reaches the port
+    # may do everything; unset, it is "required" except under `hub serve --demo` (logged as a warning).
+    auth: Literal["required", "off"] | None = None
+    # How often each process looks for created or revoked keys (PostgreSQL also tells it at once).
+    auth_refresh_seconds: float = 0.5
+    # JWTs from the company's identity provider: on when jwt_jwks_url is set. Scopes come from the
+    # claim jwt_scopes_claim ("scope": space-separated, or a list); a token may bind its caller to a
+    # channel by jwt_channel_claim.
+    jwt_jwks_url: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_algorithms: str = "RS256,ES256"
+    jwt_scopes_claim: str = "scope"
+    jwt_channel_claim: str = "hub_channel"
+    jwt_jwks_cache_seconds: float = 300.0
+    # Requests per second per credential, with a burst of twice that (HTTP 429 past it), shared out
+    # among the live hub processes; 0 = no limit.
+    rate_limit: float = 500.0
+    # Websockets and subscriptions one credential may hold open, per process.
+    max_ws_connections_per_credential: int = 50
+    max_subscriptions_per_credential: int = 200
+    # Key values that never identify anyone (placeholders typed into forms), compared after
+    # normalisation, case-insensitive; comma-separated.
+    blocked_key_values: str = (
+        "test@test.com,test@example.com,noreply@example.com,no-reply@example.com,0000000000,"
+        "+310000000000,1234567890,undefined,null,none,unknown,n/a,na,0,-"
+    )
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth == "required" or (self.auth is None and not self.demo)
+
+    @property
+    def blocked_values(self) -> frozenset[str]:
+        return frozenset(v.strip().lower() for v in self.blocked_key_values.split(",") if v.strip())

@@ -11,9 +11,10 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import phonenumbers
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -55,6 +56,9 @@ class Started:
     contact: Contact
     customer_id: str
     created: bool
+    # Keys given but not linked: a placeholder value, or (for a caller that may not merge) a key of
+    # another customer or one that would join a customer another key identifies.
+    unlinked: tuple[Key, ...] = ()
 
 
 # Told, after commit, which customers' data a system changed (hub.messaging.reactions: this process's
@@ -88,12 +92,37 @@ class ContactService:
         # Customers known to exist (the view's map): one started here exists, the view need not ask.
         self._known_customers: MutableMapping[str, bool] = {} if known_customers is None else known_customers
 
-    async def start(self, channel: Channel, keys: Sequence[Key], name: str | None) -> Started:
+    async def start(
+        self,
+        channel: Channel,
+        keys: Sequence[Key],
+        name: str | None,
+        *,
+        may_merge: bool = True,
+        blocked: frozenset[str] = frozenset(),
+    ) -> Started:
+        """Identify (or create) the customer and register the contact.
+
+        `may_merge` (a caller with identity:merge, e.g. a logged-in session's backend): keys given
+        together are linked to the customer of the strongest one. Without it, no key is attached to a
+        customer that another key already identifies: when the keys would join customers, the contact
+        goes to the customer of the weakest key given (the channel's own: a cookie before a phone, an
+        email, a customer number; a new customer when it is new) and the other keys stay unlinked, so a
+        visitor who sends someone else's email beside their own cookie does not get that person's
+        profile. `blocked` values (placeholders) identify no one."""
         if not keys:
             raise BadInput(
                 "identification needs at least one key: email, phone, customerId or cookieId",
                 field="identification",
             )
+        refused = [k for k in keys if _blocked(k, blocked)]
+        if refused:
+            keys = [k for k in keys if k not in refused]
+            if not keys:
+                raise BadInput(
+                    "the identification holds only placeholder values that identify no one",
+                    field="identification",
+                )
         name = name.strip() if name else None
         if name is not None and not (0 < len(name) <= 200):
             raise BadInput("name must be 1 to 200 characters", field="name")
@@ -101,7 +130,7 @@ class ContactService:
         # finds the winner's customer.
         for attempt in range(3):
             try:
-                started, mine = await self._start_once(channel, keys, name)
+                started, mine = await self._start_once(channel, keys, name, may_merge)
             except IntegrityError:
                 if attempt == 2:
                     raise
@@ -110,11 +139,13 @@ class ContactService:
             self._known_customers[started.customer_id] = True
             for key in mine:  # committed: the visitor's next contact need not look them up
                 self._known_keys[key] = started.customer_id
+            if refused:
+                started = replace(started, unlinked=(*refused, *started.unlinked))
             return started
         raise AssertionError("unreachable")
 
     async def _start_once(
-        self, channel: Channel, keys: Sequence[Key], name: str | None
+        self, channel: Channel, keys: Sequence[Key], name: str | None, may_merge: bool
     ) -> tuple[Started, list[Key]]:
         async with self._engine.begin() as tx:
             # A key once linked stays with its customer: only keys not seen linked before are looked up.
@@ -123,14 +154,22 @@ class ContactService:
             unsure = [k for k in keys if k not in found]
             if unsure:
                 found.update(await self._graph.lookup(tx, unsure))
+            owners = set(found.values())
+            joins = len(owners) > 1 or (len(owners) == 1 and len(found) < len(keys))
+            attach = list(keys)
+            if joins and not may_merge:
+                anchor = _weakest(keys)
+                attach = [anchor]
+                found = {anchor: found[anchor]} if anchor in found else {}
             customer_id = _strongest(found)
             created = customer_id is None
             if customer_id is None:
                 customer_id = new_customer_id()
                 await self._graph.create(tx, customer_id)
-            linked = await self._graph.link(tx, customer_id, [k for k in keys if k not in found])
-            if created and len(linked) < len(keys):
+            linked = await self._graph.link(tx, customer_id, [k for k in attach if k not in found])
+            if created and len(linked) < len(attach):
                 raise IntegrityError("first contact raced with another", None, Exception("key taken"))
+            unlinked = tuple(k for k in keys if k not in attach)
             mine = [k for k in keys if found.get(k) == customer_id or k in linked]
             facts = _facts(customer_id, name, mine, {})
             if created or linked or name:  # a returning visitor with nothing new: the registry knows
@@ -169,7 +208,7 @@ class ContactService:
                     self._customer_event(CUSTOMER_CREATED if created else CUSTOMER_UPDATED, facts, contact.id)
                 )
             await self._record(tx, customer_id, events)
-        return Started(contact, customer_id, created), mine
+        return Started(contact, customer_id, created, unlinked), mine
 
     async def _tell_registry(self, tx: Tx, facts: CustomerFacts) -> None:
         own_id = await self._registry.upsert_customer(tx, facts)
@@ -326,6 +365,26 @@ def _contact(r: Any) -> Contact:
         ended_at=r.ended_at,
         outcome=r.outcome,
     )
+
+
+def _weakest(keys: Sequence[Key]) -> Key:
+    """The key most the channel's own: a cookie, then a phone, an email, a system's id, a number."""
+    order = {KeyKind.COOKIE_ID: 0, KeyKind.PHONE: 1, KeyKind.EMAIL: 2, KeyKind.CUSTOMER_ID: 4}
+    return min(keys, key=lambda k: order.get(k.kind, 3))  # type: ignore[call-overload]
+
+
+def _blocked(key: Key, blocked: frozenset[str]) -> bool:
+    """A placeholder: a listed value, or a phone number of one repeated digit (0000000000)."""
+    value = key.value.lower()
+    if value in blocked:
+        return True
+    if key.kind == KeyKind.PHONE:
+        try:
+            national = str(phonenumbers.parse(value).national_number)
+        except phonenumbers.NumberParseException:
+            return False
+        return national in blocked or f"0{national}" in blocked or len(set(national)) == 1
+    return False
 
 
 def _strongest(found: dict[Key, str]) -> str | None:

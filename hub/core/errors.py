@@ -57,3 +57,29 @@ class NotConfigured(HubError):
     """The mapping gives no system the role this operation needs."""
 
     code = "NOT_CONFIGURED"
+
+
+class Unauthenticated(HubError):
+    """No credential, or one the hub does not accept (HTTP 401; websocket close 4401)."""
+
+    code = "UNAUTHENTICATED"
+
+
+class Forbidden(HubError):
+    """The caller's credential lacks the scope, or is bound to another channel."""
+
+    code = "FORBIDDEN"
+
+
+class RateLimited(HubError):
+    code = "RATE_LIMITED"
+
+
+class TooManySubscriptions(HubError):
+    code = "TOO_MANY_SUBSCRIPTIONS"
+
+
+class UnknownCustomer(BadInput):
+    """A customer id (golden id) given to identify a visitor that names no customer."""
+
+    code = "UNKNOWN_CUSTOMER"

@@ -12,18 +12,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.core.errors import BadInput
 from hub.events import utcnow
 from hub.model import GOLDEN_ID, Key, KeyKind
-from hub.model.customer import GOLDEN_ID_PREFIX
+from hub.model.customer import GOLDEN_ID_PREFIX, is_golden_id
 from hub.store.tables import customer_keys, customers
 from hub.store.types import dialect_insert
 
 Tx = AsyncConnection
+ECHO = 60  # the most of a caller's invalid value an error message repeats
 
 
 def normalize_email(raw: str) -> str:
     email = "".join(raw.split()).lower()
     local, at, domain = email.partition("@")
     if not at or not local or "." not in domain or domain.startswith(".") or domain.endswith("."):
-        raise BadInput(f"not an email address: {raw!r}", field="email")
+        raise BadInput(f"not an email address: {raw[:ECHO]!r}", field="email")
     return email
 
 
@@ -31,9 +32,9 @@ def normalize_phone(raw: str, region: str | None) -> str:
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
-        raise BadInput(f"not a phone number: {raw!r} ({exc})", field="phone") from None
+        raise BadInput(f"not a phone number: {raw[:ECHO]!r} ({exc})", field="phone") from None
     if not phonenumbers.is_possible_number(number):
-        raise BadInput(f"not a possible phone number: {raw!r}", field="phone")
+        raise BadInput(f"not a possible phone number: {raw[:ECHO]!r}", field="phone")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -51,8 +52,18 @@ def keys_from(
     customer_id: str | None = None,
     cookie_id: str | None = None,
     region: str | None = None,
+    id_or_number: str | None = None,
 ) -> list[Key]:
+    """The keys a caller identifies a customer by. `customer_id` is the customer number;
+    `id_or_number` (the API's deprecated identification.customerId) is a golden id when it looks like
+    one (cus_…: a key of kind GOLDEN_ID, which finds that customer and is never linked) and a customer
+    number otherwise."""
     keys: list[Key] = []
+    if id_or_number is not None:
+        if is_golden_id(id_or_number.strip()):
+            keys.append(Key(GOLDEN_ID, id_or_number.strip()))
+        else:
+            keys.append(Key(KeyKind.CUSTOMER_ID, normalize_token(id_or_number, "customerId")))
     if email is not None:
         keys.append(Key(KeyKind.EMAIL, normalize_email(email)))
     if phone is not None:
@@ -61,7 +72,7 @@ def keys_from(
         keys.append(Key(KeyKind.CUSTOMER_ID, normalize_token(customer_id, "customerId")))
     if cookie_id is not None:
         keys.append(Key(KeyKind.COOKIE_ID, normalize_token(cookie_id, "cookieId")))
-    return keys
+    return list(dict.fromkeys(keys))  # a number given both ways is one key
 
 
 def new_customer_id() -> str:
@@ -72,9 +83,16 @@ class IdentityGraph:
     """Finds customers by any key and links keys given together to one customer."""
 
     async def lookup(self, tx: Tx, keys: Iterable[Key]) -> dict[Key, str]:
-        wanted = list(keys)
+        given = list(keys)
+        wanted = [k for k in given if k.kind != GOLDEN_ID]
+        golden = [k for k in given if k.kind == GOLDEN_ID]
+        found: dict[Key, str] = {}
+        if golden:  # a golden id finds its customer, when there is one
+            ids = [k.value for k in golden]
+            existing = {r.id for r in await tx.execute(select(customers.c.id).where(customers.c.id.in_(ids)))}
+            found.update({k: k.value for k in golden if k.value in existing})
         if not wanted:
-            return {}
+            return found
         rows = await tx.execute(
             select(customer_keys.c.kind, customer_keys.c.value, customer_keys.c.customer_id).where(
                 tuple_(customer_keys.c.kind, customer_keys.c.value).in_(
@@ -82,7 +100,8 @@ class IdentityGraph:
                 )
             )
         )
-        return {Key(r.kind, r.value): r.customer_id for r in rows}
+        found.update({Key(r.kind, r.value): r.customer_id for r in rows})
+        return found
 
     async def keys_of(self, tx: Tx, kind: str, customer_ids: Sequence[str]) -> dict[str, str]:
         """Golden id -> that customer's key of `kind` (a system's own id, an email...). The golden id
@@ -112,6 +131,7 @@ class IdentityGraph:
         rows = [
             {"kind": str(k.kind), "value": k.value, "customer_id": customer_id, "created_at": utcnow()}
             for k in keys
+            if k.kind != GOLDEN_ID  # the customer's own id, not a key of it
         ]
         if not rows:
             return []

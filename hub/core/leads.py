@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.core.consents import ConsentService
 from hub.core.decisions import Decisions
 from hub.core.errors import BadInput, NotFound, UnknownOffer
 from hub.events import (
@@ -47,6 +48,7 @@ from hub.model import (
     PropositionResponse,
     Recipient,
 )
+from hub.model.privacy import Consent, ConsentPurpose
 from hub.ports import CampaignPlanner, LeadManager, OutboundChannel
 
 log = logging.getLogger(__name__)
@@ -169,11 +171,19 @@ class Campaigns:
 
 
 class Responses:
-    def __init__(self, engine: AsyncEngine, lm: LeadManager, outbox: Outbox, source: str):
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        lm: LeadManager,
+        outbox: Outbox,
+        source: str,
+        consents: ConsentService | None = None,
+    ):
         self._engine = engine
         self._lm = lm
         self._outbox = outbox
         self._source = source
+        self._consents = consents  # the unsubscribe link withdraws marketing consent, when they are kept
 
     async def record(self, code: str, channel: Channel, response: PropositionResponse) -> Lead:
         code = _code(code)
@@ -187,11 +197,20 @@ class Responses:
         return lead
 
     async def unsubscribe(self, code: str) -> Lead:
+        """LM sends the customer no more leads over the lead's channel, and (with a consent registry)
+        the customer's marketing consent for that channel is withdrawn, in the same transaction."""
         code = _code(code)
+        changed = False
         async with self._engine.begin() as tx:
             lead = await self._lm.unsubscribe(tx, code)
+            channel = CONSENT_CHANNELS.get(lead.channel) if lead is not None else None
+            if lead is not None and channel is not None and self._consents is not None:
+                withdrawn = Consent(ConsentPurpose.MARKETING, channel, False, utcnow(), "unsubscribe")
+                changed = await self._consents.record(tx, lead.customer_id, withdrawn)
         if lead is None:
             raise UnknownLead(f"no lead with code {code!r}", leadCode=code)
+        if changed and self._consents is not None:
+            self._consents.committed(lead.customer_id)
         return lead
 
     def _response(self, lead: Lead, channel: Channel, response: PropositionResponse) -> CloudEvent:
@@ -210,6 +229,11 @@ class Responses:
             subject=lead.customer_id,
             correlationid=lead.id,
         )
+
+
+# The front-end channel whose marketing consent an outbound channel's unsubscribe withdraws (a letter
+# has none of its own: LM alone stops sending letters).
+CONSENT_CHANNELS = {LeadChannel.EMAIL: Channel.EMAIL, LeadChannel.CALLCENTER: Channel.CALLCENTER}
 
 
 def _code(code: str) -> str:

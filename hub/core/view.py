@@ -65,6 +65,19 @@ class ProfileCache:
             for system in names:
                 self._cache.pop((system, cid), None)
 
+    def forget(self, customer_ids: Iterable[str]) -> None:
+        """Erased customers (hub.core.privacy): every cached read of them, that they exist, and the
+        keys that found them. Rare, so a scan of the caches is fine."""
+        ids = set(customer_ids)
+        if not ids:
+            return
+        for key in [k for k in list(self._cache.keys()) if k[1] in ids]:
+            self._cache.pop(key, None)
+        for cid in ids:
+            self.known.pop(cid, None)
+        for found in [k for k, cid in list(self.keys.items()) if cid in ids]:
+            self.keys.pop(found, None)
+
     def clear(self) -> None:
         self._cache.clear()
 

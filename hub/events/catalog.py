@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -24,6 +24,7 @@ from hub.model import (
     RequestKind,
     RequestStatus,
 )
+from hub.model.privacy import ConsentPurpose
 
 Id = str
 
@@ -77,6 +78,18 @@ class CustomerData(Payload):
     emails: list[str] = Field(default_factory=list)
     phones: list[str] = Field(default_factory=list)
     attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConsentData(Payload):
+    """A customer's consent for a purpose, in one channel or (`channel` null) in every channel, as the
+    consent registry (the CRM) recorded it. The newest `at` per purpose and channel wins."""
+
+    customerId: Id = Field(min_length=1, max_length=40)
+    purpose: ConsentPurpose
+    channel: Channel | None
+    granted: bool
+    at: UTCTime
+    source: str = Field(min_length=1, max_length=60)  # api, unsubscribe, or the system it came from
 
 
 class CustomerChanged(Payload):
@@ -137,6 +150,18 @@ class LeadResponseData(Payload):
     at: UTCTime
 
 
+class PrivacyRequested(Payload):
+    """A privacy request (erasure or export) for every system that handles privacy, each on a queue of
+    its own (`privacy.<system>`). It names the request, not the customer's keys: the hub's handler of
+    each system reads them from the hub's store, so no personal data travels on the bus or stays in a
+    dead letter. Subject: the customer; correlationid: the request."""
+
+    requestId: Id = Field(min_length=1, max_length=40)
+    customerId: Id = Field(min_length=1, max_length=40)
+    kind: Literal["ERASURE", "EXPORT"]
+    at: UTCTime
+
+
 @dataclass(frozen=True, slots=True)
 class EventType:
     type: str  # the CloudEvent type, which is the routing key
@@ -150,10 +175,13 @@ CONTACT_ENDED = "contact.ended"
 CUSTOMER_CREATED = "customer.created"
 CUSTOMER_UPDATED = "customer.updated"
 CUSTOMER_CHANGED = "hub.customer.changed"
+CUSTOMER_CONSENT = "customer.consent"
 REQUEST_STATUS = "request.status"
 REQUEST_SUBMITTED = "request.submitted"
 LEAD_CREATED = "lead.created"
 LEAD_RESPONSE = "lead.response"
+PRIVACY_ERASURE_REQUESTED = "privacy.erasure.requested"
+PRIVACY_EXPORT_REQUESTED = "privacy.export.requested"
 
 # A contact event's kind -> its CloudEvent type.
 CONTACT_EVENT_TYPES: dict[ContactEventType, str] = {
@@ -175,6 +203,7 @@ CATALOG: dict[str, EventType] = {
         EventType("contact.banner.click", "contact", ContactEventData, "A banner was clicked."),
         EventType(CUSTOMER_CREATED, "customer", CustomerData, "A new customer."),
         EventType(CUSTOMER_UPDATED, "customer", CustomerData, "New master data or keys for a customer."),
+        EventType(CUSTOMER_CONSENT, "customer", ConsentData, "A customer's consent per purpose and channel."),
         EventType(
             CUSTOMER_CHANGED, "hub", CustomerChanged, "A system's data changed for customers (cache, pushes)."
         ),
@@ -184,6 +213,14 @@ CATALOG: dict[str, EventType] = {
         ),
         EventType(LEAD_CREATED, "lead", LeadCreatedData, "An outbound lead CM planned, for LM."),
         EventType(LEAD_RESPONSE, "lead", LeadResponseData, "A customer's response to a lead, for CM."),
+        EventType(
+            PRIVACY_ERASURE_REQUESTED, "privacy", PrivacyRequested,
+            "Erase a customer everywhere (GDPR art. 17), for each system's privacy handler.",
+        ),
+        EventType(
+            PRIVACY_EXPORT_REQUESTED, "privacy", PrivacyRequested,
+            "Export a customer's data (GDPR art. 15, 20), for each system's privacy handler.",
+        ),
     )
 }
 

@@ -1,16 +1,22 @@
-"""Idempotent consumer: applies an event to a destination once, however often it is delivered."""
+"""Idempotent consumer: applies an event to a destination once, however often it is delivered, and
+never an event about an erased customer (hub.core.privacy): those are dropped, recorded as handled."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Iterable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.events import CloudEvent, utcnow
+from hub.model import is_golden_id
 from hub.ports import BatchEventConsumer, EventConsumer
+from hub.store.privacy import erased
 from hub.store.tables import processed_messages
 from hub.store.types import dialect_insert
+
+log = logging.getLogger(__name__)
 
 Changed = Callable[[str, Iterable[str]], None]
 
@@ -49,6 +55,8 @@ class IdempotentConsumer:
         async with self._engine.begin() as tx:
             if not await self._claim(tx, event):
                 return  # applied before: a redelivery
+            if await self._erased(tx, [event]):
+                return  # about an erased customer: dropped (the claim commits, so it stays dropped)
             customers = await self._consumer.consume(tx, event)
         self._done(customers)
 
@@ -62,7 +70,9 @@ class IdempotentConsumer:
             return
         async with self._engine.begin() as tx:
             claimed = await self._claim_many(tx, unique)
-            customers = await self._apply(tx, [e for e in unique if e.id in claimed])
+            todo = [e for e in unique if e.id in claimed]
+            gone = await self._erased(tx, todo)
+            customers = await self._apply(tx, [e for e in todo if _about(e) not in gone])
         self._done(customers)
 
     async def _apply(self, conn: AsyncConnection, events: Sequence[CloudEvent]) -> set[str]:
@@ -85,6 +95,11 @@ class IdempotentConsumer:
             )
             if seen.first() is not None:
                 return  # applied before: a redelivery
+            dropped = bool(await self._erased(conn, [event]))
+        if dropped:  # about an erased customer: recorded as handled, never sent
+            async with self._engine.begin() as tx:
+                await self._claim(tx, event)
+            return
         async with self._engine.connect() as idle:  # no transaction begun: the system ignores it
             customers = await self._consumer.consume(idle, event)
         async with self._engine.begin() as tx:
@@ -104,11 +119,12 @@ class IdempotentConsumer:
                     )
                 ).scalars()
             )
-        todo = [e for e in events if e.id not in seen]
+            todo = [e for e in events if e.id not in seen]
+            gone = await self._erased(conn, todo)
         if not todo:
             return  # all applied before: a redelivery
         async with self._engine.connect() as idle:  # no transaction begun: the system ignores it
-            customers = await self._apply(idle, todo)
+            customers = await self._apply(idle, [e for e in todo if _about(e) not in gone])
         async with self._engine.begin() as tx:
             claimed = await self._claim_many(tx, todo)
         if claimed:
@@ -138,3 +154,26 @@ class IdempotentConsumer:
     def _done(self, customers: Collection[str]) -> None:
         if customers:
             self._changed(self.destination, customers)
+
+    async def _erased(self, conn: AsyncConnection, events: Sequence[CloudEvent]) -> set[str]:
+        """The erased customers among those the events are about (one read; none when no event names
+        a customer). Logged by event id and type only."""
+        gone = await erased(conn, {c for c in map(_about, events) if c is not None})
+        if gone:
+            dropped = [e for e in events if _about(e) in gone]
+            log.info(
+                "%s: %d event(s) about erased customers dropped: %s",
+                self.destination,
+                len(dropped),
+                ", ".join(f"{e.type} {e.id}" for e in dropped[:10]),
+            )
+        return gone
+
+
+def _about(event: CloudEvent) -> str | None:
+    """The customer an event is about: its subject (the hub's events), else `data.customerId`."""
+    if is_golden_id(event.subject):
+        return event.subject
+    data = event.data if isinstance(event.data, dict) else {}
+    found = data.get("customerId")
+    return found if isinstance(found, str) and is_golden_id(found) else None

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,8 +49,10 @@ class Retention:
         processed_seconds: float,
         every: float = 60.0,
         clock: Callable[[], datetime] = utcnow,
+        also: Sequence[Callable[[], Awaitable[object]]] = (),
     ):
         self._engine = engine
+        self._also = tuple(also)  # more history to prune each round (an export's personal data)
         self._outbox = timedelta(seconds=outbox_seconds)
         self._processed = timedelta(seconds=processed_seconds)
         self._every = every
@@ -94,6 +96,8 @@ class Retention:
         )
         if sent or seen:
             log.info("pruned %d sent outbox rows and %d processed-message ids", sent, seen)
+        for job in self._also:
+            await job()
         await self.vacuum()
         return sent, seen
 

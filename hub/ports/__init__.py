@@ -65,6 +65,7 @@ from hub.model import (
     StatusChange,
     is_golden_id,
 )
+from hub.model.privacy import Consent, ConsentPurpose, PrivacySubject
 from hub.store.db import reading
 from hub.store.types import UTCDateTime, dialect_insert
 
@@ -292,6 +293,45 @@ class OutboundChannel(Protocol):
         ...
 
 
+@runtime_checkable
+class PrivacyHandler(Protocol):
+    """GDPR for one system (articles 15, 17, 20): erase what it holds of a customer, or export it. The
+    hub asks every system for each privacy request (through the bus, one queue per system) and keeps
+    the system's receipt: DONE when the method returns; NOT_SUPPORTED when the system does not have
+    this port, or raises `NotSupported`; FAILED with the reason when it raises (retried with the bus's
+    back-off until the delivery limit, then dead-lettered: `hub dlq replay` tries again; at once for
+    `PermanentError`). Both are idempotent per request (`subject.request_id`): a redelivery must change
+    nothing more. A system that shares the hub's store works in `tx` (its effect commits with the
+    receipt); an external one ignores `tx` (`transactional = False`). Neither logs personal data."""
+
+    async def erase(self, tx: Tx, subject: PrivacySubject) -> str | None:
+        """Delete (or irreversibly anonymise) everything the system holds of the customer; an unknown
+        customer is done too. Returns a short detail for the receipt, without personal data ("3
+        rows"), or None."""
+        ...
+
+    async def export(self, tx: Tx, subject: PrivacySubject) -> Mapping[str, Any]:
+        """Everything the system holds of the customer, as JSON-able data ({} when it knows nothing)."""
+        ...
+
+
+@runtime_checkable
+class ConsentRegistry(Protocol):
+    """Where a customer's consents live (the CRM: they are master data): per purpose (marketing,
+    profiling) and channel, or for every channel. The hub writes through it (GraphQL `setConsent`, the
+    unsubscribe link) in its transaction, with a `customer.consent` event for the systems that act on
+    consent (CM ranks and plans by it, LM sends by it)."""
+
+    async def set_consent(self, tx: Tx, customer_id: str, consent: Consent) -> bool:
+        """Record the customer's consent for its purpose and channel (channel None: every channel),
+        replacing the one recorded before unless that one is newer; True when it changed anything."""
+        ...
+
+    async def consents(self, customer_ids: Sequence[str]) -> Mapping[str, Sequence[Consent]]:
+        """Each customer's recorded consents (customers without any left out)."""
+        ...
+
+
 LEAD_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: a code is read out over the phone
 
 
@@ -335,6 +375,9 @@ __all__ = [
     "CampaignPlanner",
     "Channel",
     "CloudEvent",
+    "Consent",
+    "ConsentPurpose",
+    "ConsentRegistry",
     "Contact",
     "ContactEvent",
     "ContactEventType",
@@ -362,6 +405,8 @@ __all__ = [
     "OfferHistory",
     "OutboundChannel",
     "PermanentError",
+    "PrivacyHandler",
+    "PrivacySubject",
     "Problem",
     "ProfileSource",
     "PropositionResponse",

@@ -58,7 +58,10 @@ proves it):
   build, start, check, fetch, consume, a dead backend and bad configs;
 - check() reports a dead backend within a bound (Health(ok=False) or AdapterError), ok when alive;
 - a request registry keeps each request with every status it got, oldest first; reads by request id
-  and by customer (newest first) leave out what is unknown.
+  and by customer (newest first) leave out what is unknown;
+- a privacy handler (when its config sets it up) exports a customer as JSON-able data, erases it twice
+  (a redelivery, each in its own transaction) without an error, and a profile source no longer gives
+  the erased customer's record.
 
 The kit only tests the ports an adapter declares: a test of an undeclared port is skipped, with the
 reason. Skipped is not failed: an adapter need not implement every port. ContactRegistry,
@@ -69,6 +72,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import traceback
 import uuid
@@ -95,6 +99,8 @@ from hub.ports import (
     CustomerRequest,
     EventConsumer,
     Health,
+    PrivacyHandler,
+    PrivacySubject,
     ProfileSource,
     RequestKind,
     RequestRegistry,
@@ -500,6 +506,36 @@ class AdapterKit:
         by_customer = await kit.bounded(adapter.requests_of([customer, other]), "requests_of()")
         assert set(by_customer) == {customer}, "requests_of() must leave out customers without requests"
         assert [r.id for r in by_customer[customer]] == [newer.id, older.id], "newest first"
+
+    @pytest.mark.asyncio
+    async def test_erasure_forgets_the_customer_and_export_is_json(self, kit: Kit) -> None:
+        kit.needs(PrivacyHandler)
+        adapter = await kit.started()
+        serves = getattr(adapter, "serves", None)
+        if serves is not None and not serves(PrivacyHandler):
+            pytest.skip("the harness's config does not set up privacy requests (they are NOT_SUPPORTED)")
+        h = kit.harness
+        readable = isinstance(adapter, ProfileSource) and (serves is None or serves(ProfileSource))
+        key = h.new_key()
+        if readable:
+            await h.seed([key])
+        # The kit's customer is known by one key, which is also its id in the hub.
+        subject = PrivacySubject(request_id=f"prv_kit_{uuid.uuid4().hex[:12]}", customer_id=key, key=key)
+        async with kit.store.begin() as tx:
+            part = await kit.bounded(adapter.export(tx, subject), "export()")
+        assert isinstance(part, Mapping), f"export() returned {type(part).__name__}, not a mapping"
+        json.dumps(part, default=str)  # JSON, with times as text: the hub puts it in one document
+        if readable:
+            assert part, "export() of a customer the system holds gave nothing"
+        for attempt in (1, 2):  # a redelivery comes in a transaction of its own
+            async with kit.store.begin() as tx:
+                detail = await kit.bounded(adapter.erase(tx, subject), "erase()")
+            assert detail is None or isinstance(detail, str), (
+                f"erase() #{attempt} returned {detail!r}: a short text for the receipt, or None"
+            )
+        if readable:
+            records = await kit.bounded(adapter.fetch([key]), "fetch() after erase()")
+            assert key not in records, "after erase() the system still gives the customer's record"
 
     @pytest.mark.asyncio
     async def test_bad_config_is_reported_cleanly(self, kit: Kit) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import await_only
 
+from hub.store import privacy
 from hub.store.tables import metadata as hub_metadata
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -34,7 +34,8 @@ def create_engine(url: str) -> AsyncEngine:
         # firewall would drop them, and one that died anyway fails its statement, which invalidates the
         # pool (SQLAlchemy's disconnect handling) and is retried by the caller's own retry path.
         kwargs.update(pool_size=20, max_overflow=10, pool_recycle=1800)
-    engine = create_async_engine(url, **kwargs)
+    # Parameters (customers' keys, texts) stay out of error messages, and so out of logs and answers.
+    engine = create_async_engine(url, hide_parameters=True, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         _one_writer(engine)
@@ -57,25 +58,42 @@ def _one_writer(engine: AsyncEngine) -> None:
     """SQLite has one writer. Its own wait for the write lock polls with growing sleeps, so under load
     an unlucky writer loses round after round (seconds). Here the connections of this process queue for
     it in order instead: a connection takes the lock at its transaction's first write (where SQLite
-    begins the transaction) and gives it back when the transaction ends (commit or rollback, which
-    SQLAlchemy also signals for a connection that broke). Reads never wait."""
+    begins the transaction) and gives it back when the transaction ends: commit or rollback, and also
+    whenever its DBAPI connection goes back to the pool, is invalidated or closed (a transaction cut by
+    a cancellation may end that way, without a rollback event: the lock must not stay taken). Reads
+    never wait."""
     lock = asyncio.Lock()
-    holders: weakref.WeakSet[Connection] = weakref.WeakSet()
+    holders: set[int] = set()  # id() of the DBAPI connections holding the lock
+
+    def dbapi(conn: Connection) -> int | None:
+        try:
+            return id(conn.connection.dbapi_connection)
+        except Exception:  # already invalidated or closed: the pool event releases it
+            return None
 
     def before(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
-        if conn not in holders and statement.lstrip()[:6].upper() in _WRITES:
+        key = dbapi(conn)
+        if key is not None and key not in holders and statement.lstrip()[:6].upper() in _WRITES:
             await_only(lock.acquire())  # inside SQLAlchemy's greenlet: the event loop runs meanwhile
-            holders.add(conn)
+            holders.add(key)
+
+    def release(key: int | None) -> None:
+        if key is not None and key in holders:
+            holders.discard(key)
+            lock.release()
 
     def done(conn: Connection) -> None:
-        if conn in holders:
-            holders.discard(conn)
-            lock.release()
+        release(dbapi(conn))
+
+    def returned(dbapi_connection: Any, *_args: Any) -> None:
+        release(id(dbapi_connection))
 
     sync = engine.sync_engine
     event.listen(sync, "before_cursor_execute", before)
     event.listen(sync, "commit", done)
     event.listen(sync, "rollback", done)
+    for name in ("checkin", "invalidate", "close", "close_detached"):
+        event.listen(sync.pool, name, returned)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -105,6 +123,11 @@ class Component:
 
 HUB = "hub"
 HUB_COMPONENT = Component(HUB, hub_metadata, MIGRATIONS / "versions")
+# The hub's privacy tables (hub.store.privacy): a history of their own, migrated with the hub's.
+PRIVACY_COMPONENT = Component(privacy.COMPONENT_NAME, privacy.metadata, privacy.MIGRATIONS)
+
+
+OWN = frozenset({HUB, PRIVACY_COMPONENT.name})
 
 
 def alembic_config(component: Component) -> Config:
@@ -127,7 +150,7 @@ def _upgrade(connection: Connection, components: Sequence[Component]) -> None:
 async def migrate(engine: AsyncEngine, components: Sequence[Component] = ()) -> None:
     """Apply the hub's migrations, then each component's, up to head (idempotent; safe with several
     hub processes on PostgreSQL)."""
-    wanted = [HUB_COMPONENT, *(c for c in components if c.name != HUB)]
+    wanted = [HUB_COMPONENT, PRIVACY_COMPONENT, *(c for c in components if c.name not in OWN)]
     async with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # Two processes starting together must not both create the tables.

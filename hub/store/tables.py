@@ -100,3 +100,37 @@ bus_messages = Table(
 )
 Index("ix_bus_messages_queue", bus_messages.c.queue, bus_messages.c.state, bus_messages.c.seq)
 
+
+# API keys (hub.security.keys): the secret only as a hash; a revoked key keeps its row (audit, names).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("name", String(80), primary_key=True),
+    Column("key_id", String(24), nullable=False, unique=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("channel", String(20)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime()),
+)
+
+# Who did what, when, with what outcome (hub.security.audit): never secrets, tokens or personal data.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False, index=True),
+    Column("who", String(200), nullable=False),
+    Column("via", String(10), nullable=False),  # key | jwt | open | cli
+    Column("action", String(120), nullable=False),
+    Column("target", String(200)),
+    Column("outcome", String(60), nullable=False),
+)
+
+# Live hub processes, each seen within a few heartbeats: the rate limit is shared out among them.
+hub_processes = Table(
+    "hub_processes",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("seen_at", UTCDateTime(), nullable=False),
+)

@@ -7,26 +7,18 @@ import json
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 
 from hub.api.app import create_app
-from tests.support import RECORD, START, gql
+from tests.support import RECORD, START, gql, serving
 
 SUBSCRIBE = """subscription($id: ID!) { nextBestActions(customerId: $id, channel: WEBSITE) { offerId score } }"""
 
 
 @pytest.fixture
 async def server(hub):
-    config = uvicorn.Config(create_app(hub=hub), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    srv = uvicorn.Server(config)
-    task = asyncio.create_task(srv.serve())
-    while not srv.started:
-        await asyncio.sleep(0.01)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"127.0.0.1:{port}"
-    srv.should_exit = True
-    await asyncio.wait_for(task, 10)
+    async with serving(create_app(hub=hub)) as address:
+        yield address
 
 
 async def next_message(ws, timeout: float = 10.0) -> dict:

@@ -77,7 +77,7 @@ async def test_an_adapter_brings_its_own_tables_and_history(sqlite_url):
         await migrate(engine, [crm])
         assert {"crm_customers", "crm_contacts", "alembic_version_builtin_crm"} <= await _tables(engine)
         assert await _version(engine, "alembic_version") == hub_version
-        assert await _version(engine, "alembic_version_builtin_crm") == "crm_0002"
+        assert await _version(engine, "alembic_version_builtin_crm") == "crm_0003"
         assert not any(t.startswith("cm_") for t in await _tables(engine))
     finally:
         await engine.dispose()
@@ -99,6 +99,6 @@ async def test_a_store_from_hub_0_1_is_adopted_and_its_contacts_move_to_the_hub(
         async with engine.connect() as conn:
             rows = (await conn.execute(text("SELECT id, customer_id FROM contacts"))).all()
         assert [tuple(r) for r in rows] == [("con_1", "cus_1")]
-        assert await _version(engine, "alembic_version_builtin_crm") == "crm_0002"
+        assert await _version(engine, "alembic_version_builtin_crm") == "crm_0003"
     finally:
         await engine.dispose()

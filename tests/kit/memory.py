@@ -26,6 +26,8 @@ from hub.ports import (
     CustomerRequest,
     EventConsumer,
     Health,
+    PrivacyHandler,
+    PrivacySubject,
     ProfileSource,
     Record,
     RequestRegistry,
@@ -124,7 +126,7 @@ class MemoryConfig(AdapterConfig):
 class _Core:
     """Everything but consume: a pool of connections, dropped when a request did not complete."""
 
-    ports: ClassVar[tuple[type, ...]] = (ProfileSource, EventConsumer, RequestRegistry)
+    ports: ClassVar[tuple[type, ...]] = (ProfileSource, EventConsumer, RequestRegistry, PrivacyHandler)
     Config: ClassVar[type[AdapterConfig]] = MemoryConfig
     reuse_unfinished = False  # the classic bug: back to the pool with an answer still to come
 
@@ -191,6 +193,14 @@ class _Core:
             return out
 
         return await self.ask(of)
+
+    # PrivacyHandler: an external system's, so `tx` is ignored
+    async def erase(self, tx: Tx, subject: PrivacySubject) -> str:
+        gone = await self.ask(lambda s: s.records.pop(subject.key, None))
+        return "1 record removed" if gone else "nothing held"
+
+    async def export(self, tx: Tx, subject: PrivacySubject) -> Mapping[str, Any]:
+        return await self.ask(lambda s: dict(s.records.get(subject.key, {})))
 
 
 class MemoryAdapter(_Core):
@@ -283,6 +293,13 @@ class DeadIsHealthy(MemoryAdapter):
         return Health(True, "pong")
 
 
+class KeepsErased(MemoryAdapter):
+    """Says it erased the customer, and still gives their record."""
+
+    async def erase(self, tx: Tx, subject: PrivacySubject) -> str:
+        return "1 record removed"
+
+
 class MemoryHarness(BaseHarness):
     system = "mem"
     timeout = 0.2
@@ -339,4 +356,5 @@ ADAPTERS: dict[str, type] = {
     "kit-mem-echoes-secret": EchoesSecretInConfigError,
     "kit-mem-logs-secret": LogsSecret,
     "kit-mem-dead-is-healthy": DeadIsHealthy,
+    "kit-mem-keeps-erased": KeepsErased,
 }

@@ -17,10 +17,10 @@ def test_list_shows_the_builtin_adapters_and_their_ports():
     out = hub("adapters", "list")
     assert out.returncode == 0, out.stderr
     rows = {line.split("\t")[0]: line.split("\t") for line in out.stdout.splitlines()}
-    assert rows["builtin-crm"][2:] == ["hub_adapters.crm:BuiltinCRM", "ProfileSource, ContactRegistry, RequestRegistry, EventConsumer"]
+    assert rows["builtin-crm"][2:] == ["hub_adapters.crm:BuiltinCRM", "ProfileSource, ContactRegistry, RequestRegistry, EventConsumer, PrivacyHandler, ConsentRegistry"]
     assert rows["builtin-cm"][2:] == [
-        "hub_adapters.cm:BuiltinCM", "ProfileSource, DecisionEngine, EventConsumer, CampaignPlanner"]
-    assert rows["builtin-lm"][2:] == ["hub_adapters.lm:BuiltinLM", "LeadManager, EventConsumer"]
+        "hub_adapters.cm:BuiltinCM", "ProfileSource, DecisionEngine, EventConsumer, CampaignPlanner, PrivacyHandler"]
+    assert rows["builtin-lm"][2:] == ["hub_adapters.lm:BuiltinLM", "LeadManager, EventConsumer, PrivacyHandler"]
     assert rows["email-smtp"][2:] == ["hub_adapters.channels.email:EmailChannel", "OutboundChannel"]
 
 

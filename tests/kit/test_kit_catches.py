@@ -30,6 +30,7 @@ KIT_TESTS = {
     "secrets": "test_secrets_never_appear",
     "dead": "test_check_reports_a_dead_backend",
     "requests": "test_requests_keep_their_status_history",
+    "privacy": "test_erasure_forgets_the_customer_and_export_is_json",
 }
 # Entry point -> the kit tests it must fail (and it must pass the others).
 MUST_FAIL = {
@@ -45,6 +46,7 @@ MUST_FAIL = {
     "kit-mem-echoes-secret": {"config", "secrets"},
     "kit-mem-logs-secret": {"secrets"},
     "kit-mem-dead-is-healthy": {"dead"},
+    "kit-mem-keeps-erased": {"privacy"},
 }
 
 RUNNER = '''

@@ -23,15 +23,20 @@ from hub.config import Settings
 from hub.events import (
     CATALOG,
     CONTACT_EVENT_TYPES,
+    CUSTOMER_CONSENT,
     CUSTOMER_CREATED,
     LEAD_CREATED,
     LEAD_RESPONSE,
+    PRIVACY_ERASURE_REQUESTED,
+    PRIVACY_EXPORT_REQUESTED,
     REQUEST_STATUS,
     REQUEST_SUBMITTED,
     CloudEvent,
+    ConsentData,
     LeadCreatedData,
     LeadResponseData,
     MalformedEvent,
+    PrivacyRequested,
     RequestStatusData,
     RequestSubmittedData,
     contact_event_data,
@@ -63,6 +68,10 @@ PLANNED: set[str] = set()
 # launchCampaign, Responses on a response to a lead). Each is checked on a sample built the way that
 # producer builds it (below); move a type out once the scenario emits it.
 SAMPLED = {REQUEST_SUBMITTED, REQUEST_STATUS, LEAD_CREATED, LEAD_RESPONSE}
+# The privacy requests, which hub.core.privacy writes (eraseCustomer, exportCustomer): sampled too.
+SAMPLED |= {PRIVACY_ERASURE_REQUESTED, PRIVACY_EXPORT_REQUESTED}
+# And the consent a customer gives or withdraws (hub.core.consents: setConsent, the unsubscribe link).
+SAMPLED |= {CUSTOMER_CONSENT}
 
 
 @pytest.fixture(scope="module")
@@ -477,6 +486,10 @@ async def test_every_emitted_event_validates_against_its_message(doc, emitted):
         request_status_event(),
         lead_created_event(lead),
         lead_response_event(lead),
+        privacy_requested_event("ERASURE"),
+        privacy_requested_event("EXPORT"),
+        consent_event(None),
+        consent_event(Channel.EMAIL),
     ]
     for event in emitted:
         envelope = event.to_dict()
@@ -883,3 +896,51 @@ def test_a_lead_event_is_not_read_as_another_payload():
     event = lead_response_event(planned_lead())
     with pytest.raises(MalformedEvent, match="not an event carrying LeadCreatedData"):
         read(event, LeadCreatedData)
+
+
+# --- privacy.*.requested: samples, built as hub.core.privacy builds them ------------------------------
+
+
+def privacy_requested_event(kind: str) -> CloudEvent:
+    """subject = the customer, correlationid = the privacy request."""
+    customer_id = f"cus_{uuid.uuid4().hex[:20]}"
+    request_id = f"prv_{uuid.uuid4().hex[:20]}"
+    data = PrivacyRequested(requestId=request_id, customerId=customer_id, kind=kind, at=datetime.now(UTC))
+    event_type = PRIVACY_ERASURE_REQUESTED if kind == "ERASURE" else PRIVACY_EXPORT_REQUESTED
+    return make(event_type, data, source=Settings().source, subject=customer_id, correlationid=request_id)
+
+
+@pytest.mark.parametrize("kind", ["ERASURE", "EXPORT"])
+def test_privacy_requested_names_the_request_not_the_keys(doc, kind):
+    event = privacy_requested_event(kind)
+    envelope = event.to_dict()
+    assert validate(doc, payload_schema(doc, event.type), envelope) == []
+    assert correlation_of(doc, event.type) == doc["components"]["correlationIds"]["privacyRequest"]
+    other = PRIVACY_EXPORT_REQUESTED if kind == "ERASURE" else PRIVACY_ERASURE_REQUESTED
+    assert validate(doc, data_schema(doc, other), event.data)  # the kind fits its channel only
+    assert set(event.data) == {"requestId", "customerId", "kind", "at"}
+
+
+# --- customer.consent: a sample, built as hub.core.consents builds it --------------------------------
+
+
+def consent_event(channel: Channel | None) -> CloudEvent:
+    """subject = the customer; no correlationid."""
+    from hub.model.privacy import ConsentPurpose
+
+    customer_id = f"cus_{uuid.uuid4().hex[:20]}"
+    data = ConsentData(customerId=customer_id, purpose=ConsentPurpose.MARKETING, channel=channel,
+                       granted=False, at=datetime.now(UTC), source="unsubscribe")
+    return make(CUSTOMER_CONSENT, data, source=Settings().source, subject=customer_id)
+
+
+@pytest.mark.parametrize("channel", [None, Channel.EMAIL])
+def test_customer_consent_validates(doc, channel):
+    event = consent_event(channel)
+    envelope = event.to_dict()
+    assert validate(doc, payload_schema(doc, CUSTOMER_CONSENT), envelope) == []
+    assert "correlationid" not in envelope
+    schema = data_schema(doc, CUSTOMER_CONSENT)
+    assert validate(doc, schema, {**event.data, "purpose": "SPAM"})
+    assert validate(doc, schema, {**event.data, "channel": "PRINT"})  # letters have no consent of their own
+    assert read(event, ConsentData).channel == channel

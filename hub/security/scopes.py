@@ -1,0 +1,80 @@
+"""Who may do what: the scope each GraphQL operation and each protected field needs, in one table.
+
+Default deny: every root field (query, mutation, subscription) must have an entry, or the schema does
+not build (hub.api.guard). Other fields are open to whoever may reach them, unless listed here (personal
+data: `customer:read:pii`). A new operation is one entry below; the SDL shows it as
+`@requiresScopes(scopes: [["<scope>"]])` (the directive Apollo Federation uses for the same purpose).
+"""
+
+from __future__ import annotations
+
+CONTACT_WRITE = "contact:write"
+CUSTOMER_READ = "customer:read"
+CUSTOMER_READ_PII = "customer:read:pii"
+CAMPAIGN_READ = "campaign:read"
+CAMPAIGN_WRITE = "campaign:write"
+REQUEST_WRITE = "request:write"
+OPERATIONS_READ = "operations:read"
+OPERATIONS_WRITE = "operations:write"
+PRIVACY_WRITE = "privacy:write"
+# Not an operation's scope: a capability of startContact (attach a key to a customer another key
+# already identifies; hub.core.contacts).
+IDENTITY_MERGE = "identity:merge"
+
+ALL_SCOPES = frozenset(
+    {
+        CONTACT_WRITE,
+        CUSTOMER_READ,
+        CUSTOMER_READ_PII,
+        CAMPAIGN_READ,
+        CAMPAIGN_WRITE,
+        REQUEST_WRITE,
+        OPERATIONS_READ,
+        OPERATIONS_WRITE,
+        PRIVACY_WRITE,
+        IDENTITY_MERGE,
+    }
+)
+
+# "Type.field" (GraphQL names) -> the scope it needs.
+RULES: dict[str, str] = {
+    # queries
+    "Query.customer": CUSTOMER_READ,
+    "Query.customers": CUSTOMER_READ,
+    "Query.customerByKey": CUSTOMER_READ,
+    "Query.request": CUSTOMER_READ,
+    "Query.offers": CUSTOMER_READ,
+    "Query.lead": CAMPAIGN_READ,
+    "Query.campaign": CAMPAIGN_READ,
+    "Query.callbacks": CAMPAIGN_READ,
+    "Query.operations": OPERATIONS_READ,
+    "Query.flows": OPERATIONS_READ,
+    "Query.auditLog": OPERATIONS_READ,
+    "Query.privacyRequest": PRIVACY_WRITE,
+    # mutations
+    "Mutation.startContact": CONTACT_WRITE,
+    "Mutation.recordContactEvents": CONTACT_WRITE,
+    "Mutation.endContact": CONTACT_WRITE,
+    "Mutation.submitRequest": CONTACT_WRITE,
+    "Mutation.recordLeadResponse": CONTACT_WRITE,
+    "Mutation.updateRequestStatus": REQUEST_WRITE,
+    "Mutation.launchCampaign": CAMPAIGN_WRITE,
+    "Mutation.eraseCustomer": PRIVACY_WRITE,
+    "Mutation.exportCustomer": PRIVACY_WRITE,
+    "Mutation.setConsent": PRIVACY_WRITE,
+    # subscriptions
+    "Subscription.nextBestActions": CUSTOMER_READ,
+    # personal data inside the types above
+    "Customer.emails": CUSTOMER_READ_PII,
+    "Customer.phones": CUSTOMER_READ_PII,
+    "Customer.addresses": CUSTOMER_READ_PII,
+}
+
+
+def parse_scopes(text: str) -> frozenset[str]:
+    """`a,b c` -> {a, b, c}; an unknown scope is refused (a typo must not grant nothing silently)."""
+    scopes = frozenset(s for s in text.replace(",", " ").split() if s)
+    unknown = sorted(scopes - ALL_SCOPES)
+    if unknown:
+        raise ValueError(f"unknown scope(s): {', '.join(unknown)}; known: {', '.join(sorted(ALL_SCOPES))}")
+    return scopes
