@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field, ValidationError
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.events import CUSTOMER_CONSENT, LEAD_RESPONSE, REQUEST_STATUS, ConsentData, RequestStatusData
@@ -38,6 +38,7 @@ from hub.ports import (
     DecisionEngine,
     DecisionRequest,
     EventConsumer,
+    FunnelCount,
     Health,
     Lead,
     LeadChannel,
@@ -45,6 +46,7 @@ from hub.ports import (
     MalformedEvent,
     NextBestAction,
     Offer,
+    Period,
     PermanentError,
     PrivacyHandler,
     PrivacySubject,
@@ -52,6 +54,7 @@ from hub.ports import (
     PropositionResponse,
     Record,
     Segment,
+    SegmentSize,
     Tx,
     dialect_insert,
     new_lead_code,
@@ -63,7 +66,14 @@ from hub.ports import (
 from hub_adapters.cm import policy
 from hub_adapters.cm.catalog import Catalog, load_catalog
 from hub_adapters.cm.policy import CustomerState
-from hub_adapters.cm.tables import MIGRATIONS, cm_campaigns, cm_offer_learning, cm_profiles, metadata
+from hub_adapters.cm.tables import (
+    MIGRATIONS,
+    cm_campaigns,
+    cm_offer_events,
+    cm_offer_learning,
+    cm_profiles,
+    metadata,
+)
 
 CONTACT_EVENT_TYPES = frozenset(
     {"contact.proposition.shown", "contact.response", "contact.interest.shown", "contact.banner.click"}
@@ -78,6 +88,8 @@ class ConcurrentUpdate(RuntimeError):
     """Another process changed the customer's CM profile first: roll back and retry the event."""
 
 
+FUNNEL_SHOWN = "SHOWN"
+RESPONSES = tuple(r.value for r in PropositionResponse)
 PLAN_CHUNK = 500  # customer states a campaign's planning reads at a time
 
 
@@ -93,7 +105,8 @@ class BuiltinCM:
     ports: ClassVar[tuple[type, ...]] = (
         ProfileSource, DecisionEngine, EventConsumer, CampaignPlanner, PrivacyHandler
     )
-    # Also BatchEventConsumer (consume_batch): not a role's port, so not in `ports`.
+    # Also BatchEventConsumer (consume_batch) and OfferReports (funnel, segment sizes): not a role's port,
+    # so not in `ports`.
     Config = CMConfig
     metadata = metadata
     migrations = MIGRATIONS
@@ -291,6 +304,56 @@ class BuiltinCM:
             yield chunk
             after = rows[-1].customer_id
 
+    # --- OfferReports ------------------------------------------------------------------------------
+
+    async def funnel(
+        self, period: Period, channel: Channel | None = None, offer_id: str | None = None
+    ) -> list[FunnelCount]:
+        f = cm_offer_events.c
+
+        def count(*kinds: str) -> Any:
+            return func.coalesce(func.sum(case((f.kind.in_(kinds), 1), else_=0)), 0)
+
+        query = (
+            select(
+                f.offer_id, f.channel, count(FUNNEL_SHOWN).label("shown"),
+                count(*RESPONSES).label("responded"),
+                count(PropositionResponse.ACCEPTED.value).label("accepted"),
+                count(PropositionResponse.REJECTED.value).label("rejected"),
+            )
+            .group_by(f.offer_id, f.channel)
+            .order_by(f.offer_id, f.channel)
+        )
+        if period.start is not None:
+            query = query.where(f.at >= period.start)
+        if period.end is not None:
+            query = query.where(f.at < period.end)
+        if channel is not None:
+            query = query.where(f.channel == channel.value)
+        if offer_id is not None:
+            query = query.where(f.offer_id == offer_id)
+        async with self._reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            FunnelCount(r.offer_id, Channel(r.channel), int(r.shown), int(r.responded), int(r.accepted),
+                        int(r.rejected))
+            for r in rows
+            if r.channel in Channel.__members__
+        ]
+
+    async def segment_sizes(self) -> list[SegmentSize]:
+        """Segments are rules over each customer's state, evaluated now: every profile is read, a chunk
+        at a time (memory stays flat in the number of customers)."""
+        catalog = self.catalog
+        now = self._clock()
+        sizes = dict.fromkeys((s.id for s in catalog.segments), 0)
+        async with self._reader.connect() as conn:
+            async for chunk in self._candidates(conn, ()):
+                for _, state in chunk:
+                    for segment in policy.segments_of(state, catalog.segments, now):
+                        sizes[segment.id] = sizes.get(segment.id, 0) + 1
+        return [SegmentSize(s.id, s.name, sizes.get(s.id, 0)) for s in catalog.segments]
+
     # --- PrivacyHandler --------------------------------------------------------------------------
 
     async def erase(self, tx: Tx, subject: PrivacySubject) -> str:
@@ -333,6 +396,8 @@ class BuiltinCM:
                 return set()
             await self._write(tx, contact.customer_id, new, version, now)
             await self._learn(tx, contact)
+            if event.type != LEAD_RESPONSE:  # a lead's response is counted by LM, in its campaign
+                await self._add_facts(tx, [contact])
             return {contact.customer_id}
         if event.type in CUSTOMER_EVENTS:
             customer_id, attributes = _read_customer_event(event)
@@ -369,10 +434,13 @@ class BuiltinCM:
         catalog = self.catalog
         now = self._clock()
         parsed: list[tuple[str, ContactEvent | RequestStatusData | ConsentData | dict[str, Any]]] = []
+        of_leads: set[str] = set()  # lead responses: counted by LM, in their campaigns, not in the funnel
         for event in events:
             if event.type in CONTACT_EVENT_TYPES or event.type == LEAD_RESPONSE:
                 contact = _read_contact_event(event)
                 parsed.append((contact.customer_id, contact))
+                if event.type == LEAD_RESPONSE:
+                    of_leads.add(contact.id)
             elif event.type in CUSTOMER_EVENTS:
                 customer_id, attributes = _read_customer_event(event)
                 if attributes:  # without any, nothing CM keeps
@@ -389,11 +457,14 @@ class BuiltinCM:
         # Read for this transaction alone: the states are changed in place.
         states = {cid: state for cid, (state, _) in locked.items()}
         learned: dict[str, list[int]] = {}
+        facts: list[ContactEvent] = []
         changed: set[str] = set()
         for cid, item in parsed:
             if isinstance(item, ContactEvent):
                 if not policy.apply_in_place(states[cid], item, now, catalog):
                     continue  # already applied (event id remembered in the state)
+                if item.id not in of_leads:
+                    facts.append(item)
                 shown, accepted = _learning_of(item)
                 if shown or accepted:
                     counts = learned.setdefault(item.offer_id or "", [0, 0])
@@ -426,6 +497,7 @@ class BuiltinCM:
             )
         if learned:  # in one order for every process: no deadlock between them
             await self._add_learning(tx, [(o, learned[o][0], learned[o][1]) for o in sorted(learned)])
+        await self._add_facts(tx, facts)
         return changed
 
     async def _locked_many(
@@ -502,6 +574,21 @@ class BuiltinCM:
         if shown or accepted:
             await self._add_learning(tx, [(event.offer_id or "", shown, accepted)])
 
+    async def _add_facts(self, tx: Tx, events: Sequence[ContactEvent]) -> None:
+        """The funnel's facts of applied contact events: a proposition shown, a response (an event
+        counts once: keyed by its id)."""
+        rows = [
+            {"event_id": e.id, "offer_id": e.offer_id, "channel": e.channel.value, "kind": kind,
+             "at": e.occurred_at}
+            for e in events
+            if e.offer_id and (kind := _fact_kind(e)) is not None
+        ]
+        if rows:
+            insert = dialect_insert(tx, cm_offer_events).on_conflict_do_nothing(
+                index_elements=[cm_offer_events.c.event_id]
+            )
+            await tx.execute(insert, rows)
+
     async def _add_learning(self, tx: Tx, counts: list[tuple[str, int, int]]) -> None:
         """Add (offer, shown, accepted) to the learning counters, atomically, in one statement."""
         ins = dialect_insert(tx, cm_offer_learning)
@@ -528,6 +615,15 @@ def _learning_of(event: ContactEvent) -> tuple[int, int]:
     accepted = int(event.type is ContactEventType.PROPOSITION_RESPONSE
                    and event.response is PropositionResponse.ACCEPTED)
     return shown, accepted
+
+
+def _fact_kind(event: ContactEvent) -> str | None:
+    """SHOWN, or the response (ACCEPTED, REJECTED, LATER), for the funnel; None for other events."""
+    if event.type is ContactEventType.PROPOSITION_SHOWN:
+        return FUNNEL_SHOWN
+    if event.type is ContactEventType.PROPOSITION_RESPONSE and event.response is not None:
+        return event.response.value
+    return None
 
 
 def _normalise(event: ContactEvent) -> ContactEvent:

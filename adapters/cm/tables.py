@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import JSON, BigInteger, Column, Integer, MetaData, String, Table
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, MetaData, String, Table
 
 from hub.ports import UTCDateTime
 
@@ -42,4 +42,18 @@ cm_campaigns = Table(
     Column("customer_ids", JSON, nullable=False),
     Column("planned", Integer, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# The offer funnel: one row per proposition shown in a contact and per response to one, with the channel
+# and when it happened (no customer: the counts are over all customers, like the learning counters, so an
+# erasure leaves them). Keyed by the event id: an event counts once.
+cm_offer_events = Table(
+    "cm_offer_events",
+    metadata,
+    Column("event_id", String(80), primary_key=True),
+    Column("offer_id", String(80), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("kind", String(20), nullable=False),  # SHOWN, or the response: ACCEPTED, REJECTED, LATER
+    Column("at", UTCDateTime(), nullable=False),
+    Index("ix_cm_offer_events_at", "at", "offer_id", "channel"),
 )

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from hub.ports import (
     AdapterConfig,
@@ -32,12 +32,14 @@ from hub.ports import (
     EventConsumer,
     Health,
     MalformedEvent,
+    Period,
     PermanentError,
     PrivacyHandler,
     PrivacySubject,
     ProfileSource,
     PropositionResponse,
     Record,
+    RequestCount,
     RequestKind,
     RequestRegistry,
     RequestStatus,
@@ -71,6 +73,7 @@ class CRMConfig(AdapterConfig):
 class BuiltinCRM:
     """Entry point `builtin-crm`."""
 
+    # Also RequestReports (request_counts): not a role's port, so not in `ports`.
     ports: ClassVar[tuple[type, ...]] = (
         ProfileSource, ContactRegistry, RequestRegistry, EventConsumer, PrivacyHandler, ConsentRegistry
     )
@@ -375,6 +378,24 @@ class BuiltinCRM:
         for request in found:
             out[request.customer_id].append(request)
         return out
+
+    # --- RequestReports --------------------------------------------------------------------------------
+
+    async def request_counts(self, period: Period) -> list[RequestCount]:
+        """Requests made in the period, by kind and current status."""
+        r = crm_requests.c
+        query = (
+            select(r.kind, r.status, func.count().label("n"))
+            .group_by(r.kind, r.status)
+            .order_by(r.kind, r.status)
+        )
+        if period.start is not None:
+            query = query.where(r.created_at >= period.start)
+        if period.end is not None:
+            query = query.where(r.created_at < period.end)
+        async with self._reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [RequestCount(RequestKind(row.kind), RequestStatus(row.status), int(row.n)) for row in rows]
 
 
 def _consent(r: Any) -> Consent:

@@ -17,12 +17,13 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import Field
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 
 from hub.events import ConsentData
 from hub.ports import (
     AdapterConfig,
     AdapterContext,
+    CampaignCount,
     CloudEvent,
     ConsentPurpose,
     DeliveryOutcome,
@@ -34,6 +35,7 @@ from hub.ports import (
     LeadManager,
     LeadStatus,
     MalformedEvent,
+    Period,
     PermanentError,
     PrivacyHandler,
     PrivacySubject,
@@ -68,7 +70,8 @@ class LMConfig(AdapterConfig):
 class BuiltinLM:
     """Entry point `builtin-lm`."""
 
-    ports: ClassVar[tuple[type, ...]] = (LeadManager, EventConsumer, PrivacyHandler)  # and consume_batch
+    # And consume_batch (BatchEventConsumer), campaign_results (LeadReports): not roles' ports.
+    ports: ClassVar[tuple[type, ...]] = (LeadManager, EventConsumer, PrivacyHandler)
     Config = LMConfig
     metadata = metadata
     migrations = MIGRATIONS
@@ -331,6 +334,44 @@ class BuiltinLM:
             .on_conflict_do_nothing(index_elements=[lm_optouts.c.customer_id, lm_optouts.c.channel])
         )
         return _lead(row)
+
+    # --- LeadReports ---------------------------------------------------------------------------------
+
+    async def campaign_results(
+        self, period: Period, channel: LeadChannel | None = None
+    ) -> list[CampaignCount]:
+        """Per campaign and channel, the leads made in the period: planned (all of them), sent (delivered,
+        answered ones too), responded, accepted."""
+        c = lm_leads.c
+
+        def count(condition: Any) -> Any:
+            return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+        delivered = [LeadStatus.SENT.value, LeadStatus.RESPONDED.value]
+        query = (
+            select(
+                c.campaign_id, c.channel, func.count().label("planned"),
+                count(c.status.in_(delivered)).label("sent"),
+                count(c.response.is_not(None)).label("responded"),
+                count(c.response == PropositionResponse.ACCEPTED.value).label("accepted"),
+            )
+            .where(c.campaign_id.is_not(None))
+            .group_by(c.campaign_id, c.channel)
+            .order_by(c.campaign_id, c.channel)
+        )
+        if period.start is not None:
+            query = query.where(c.created_at >= period.start)
+        if period.end is not None:
+            query = query.where(c.created_at < period.end)
+        if channel is not None:
+            query = query.where(c.channel == channel.value)
+        async with self._reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            CampaignCount(r.campaign_id, LeadChannel(r.channel), int(r.planned), int(r.sent),
+                          int(r.responded), int(r.accepted))
+            for r in rows
+        ]
 
     # --- PrivacyHandler ----------------------------------------------------------------------------
 
