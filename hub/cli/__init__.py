@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from hub.cli import adapters, dlq, flows, keys, mappings, server
+from hub.cli import adapters, campaigns, dlq, flows, keys, mappings, schema, server
 
 app = typer.Typer(
     help="MarkITing Hub: one GraphQL API over your marketing, sales and channel systems.",
@@ -17,6 +17,8 @@ app.add_typer(adapters.app, name="adapters")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(flows.app, name="flows")
 app.add_typer(keys.app, name="keys")
+app.add_typer(schema.app, name="schema")
+app.add_typer(campaigns.app, name="campaigns")
 
 SDL_PATH = server.SDL_PATH
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from hub.cli.common import INVALID, run, with_hub
+from hub.cli.progress import progress
 
 app = typer.Typer(help="Dead letters: messages a destination could not take.", no_args_is_help=True)
 
@@ -37,7 +38,10 @@ def dlq_replay(
         raise typer.Exit(INVALID)
 
     async def work(hub: Any) -> None:
-        count = await hub.bus.replay(None if all_ else id)
+        wanted = None if all_ else set(id or ())
+        letters = [d for d in await hub.bus.dead_letters() if wanted is None or d.id in wanted]
+        with progress("replaying dead letters", total=len(letters), unit="dead letters") as bar:
+            count = await hub.bus.replay(None if all_ else id, progress=bar.report)
         typer.echo(f"replayed {count} dead letters")
 
     run(with_hub, work)

@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from hub.cli.common import FAILED, INVALID, fail_mapping, run, with_hub
+from hub.cli.progress import progress
 from hub.config.loader import MappingError
 from hub.config.settings import Settings
 
@@ -45,7 +46,8 @@ def flows_run(name: str) -> None:
             typer.echo(f"flow {name} is realtime: its events are delivered as they come", err=True)
             raise typer.Exit(INVALID)
         try:
-            count = await hub.scheduler.deliver(flow)
+            with progress(f"flow {name}", unit="events", every=100) as bar:
+                count = await hub.scheduler.deliver(flow, progress=bar.report)
         except FlowBusy as exc:
             typer.echo(f"{exc}; try again when that run is over", err=True)
             raise typer.Exit(FAILED) from None

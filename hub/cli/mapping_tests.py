@@ -18,6 +18,7 @@ tests:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,18 +101,23 @@ def view_as_record(view: CustomerView) -> dict[str, Any]:
     return out
 
 
-async def run_tests(mappings_dir: Path) -> list[Result]:
+async def run_tests(
+    mappings_dir: Path, progress: Callable[[int, int | None], None] | None = None
+) -> list[Result]:
+    """Every mapping test beside the mapping; `progress` is told how many have run, of how many."""
     mapping, _ = load_mapping(mappings_dir)
     translator = Translator(mapping)
     results: list[Result] = []
     problems: list[Problem] = []
+    suites: list[tuple[Located, MappingTestFile]] = []
     for path in test_files(mappings_dir):
         located = load_located(path)
         try:
-            suite = validate(located, MappingTestFile)
+            suites.append((located, validate(located, MappingTestFile)))
         except MappingError as exc:
             problems.extend(exc.problems)
-            continue
+    total, done = sum(len(suite.tests) for _, suite in suites), 0
+    for located, suite in suites:
         for i, case in enumerate(suite.tests):
             records = case.records if case.records is not None else {case.system or "": case.record or {}}
             for system in records:
@@ -122,9 +128,11 @@ async def run_tests(mappings_dir: Path) -> list[Result]:
                             f"no system named {system!r} in {MAPPING_FILE}",
                         )
                     )
-            if problems:
-                continue
-            results.append(_run(case, records, translator, located, i))
+            if not problems:
+                results.append(_run(case, records, translator, located, i))
+            done += 1
+            if progress is not None:
+                progress(done, total)
     if problems:
         raise MappingError(problems)
     return results

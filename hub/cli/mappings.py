@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hub.cli.common import FAILED, run
+from hub.cli.progress import progress
 from hub.config.loader import MappingError, Problem
 from hub.config.settings import Settings
 
@@ -71,7 +72,8 @@ def test(mappings_dir: DirArg = None) -> None:
     from hub.cli.mapping_tests import run_tests
 
     folder = mappings_dir or Settings().mappings_dir
-    results = run(run_tests, folder)
+    with progress("mapping tests", unit="tests") as bar:
+        results = run(run_tests, folder, bar.report)
     failed = [r for r in results if not r.ok]
     for r in results:
         typer.echo(f"{'ok  ' if r.ok else 'FAIL'} {r.name} ({r.where})")

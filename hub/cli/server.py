@@ -11,10 +11,13 @@ from typing import Annotated, Any
 import typer
 
 from hub.cli.common import INVALID, fail_mapping, run, with_hub
+from hub.cli.progress import progress
 from hub.config.loader import MappingError
 from hub.config.settings import PROJECT_ROOT, Settings
 
-SDL_PATH = PROJECT_ROOT / "schema" / "schema.graphql"
+# The published SDL: the checkout's schema/; an installed hub (no checkout beside it) means ./schema/.
+_SCHEMA_DIR = PROJECT_ROOT / "schema"
+SDL_PATH = (_SCHEMA_DIR if _SCHEMA_DIR.is_dir() else Path("schema")) / "schema.graphql"
 
 
 def serve(
@@ -38,8 +41,9 @@ def serve(
 
     from hub.api.app import create_app
     from hub.cli.mappings import validate_dir
+    from hub.observability import logs, metrics
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(Settings().log_format, log_level)  # HUB_LOG_FORMAT=json: one JSON object per line
     # httpx logs every request's URL at INFO, and a URL may hold a customer's key (an email).
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     settings = Settings(demo=demo or Settings().demo)
@@ -58,6 +62,8 @@ def serve(
         "timeout_keep_alive": max(1, round(settings.keep_alive_seconds)),
         "ws_max_size": settings.max_body_bytes,
     }
+    if settings.log_format == "json":  # uvicorn applies it in every worker process
+        edge["log_config"] = logs.uvicorn_config(settings.log_format, log_level)
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, lifespan="on", **edge)
         return
@@ -74,22 +80,28 @@ def serve(
     os.environ["HUB_DEMO"] = "false"
     if not settings.auth_required:  # the demo's open hub stays open in its workers (warned by each)
         os.environ["HUB_AUTH"] = "off"
-    uvicorn.run(
-        "hub.api.app:create_app",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level=log_level,
-        lifespan="on",
-        **edge,
-    )
+    # Metrics of every worker summed by whichever answers (prometheus-client's multiprocess mode).
+    metrics_dir = metrics.prepare_dir()
+    try:
+        uvicorn.run(
+            "hub.api.app:create_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=log_level,
+            lifespan="on",
+            **edge,
+        )
+    finally:
+        metrics.remove_dir(metrics_dir)
 
 
 async def _load_demo(hub: Any) -> None:
     from hub.demo import load_demo
 
-    await load_demo(hub)
+    with progress("loading demo data", unit="customers") as bar:
+        await load_demo(hub, bar.report)
 
 
 def check() -> None:
@@ -125,7 +137,8 @@ def demo() -> None:
     async def work(hub: Any) -> None:
         from hub.demo import load_demo
 
-        created = await load_demo(hub)
+        with progress("loading demo data", unit="customers") as bar:
+            created = await load_demo(hub, bar.report)
         await hub.settle(timeout=30)
         typer.echo(f"demo data loaded: {created} customers created")
 
@@ -142,6 +155,7 @@ def export_schema(
     if str(output) == "-":
         sys.stdout.write(sdl)
     else:
+        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(sdl, encoding="utf-8")
         typer.echo(f"wrote {output}")
 
