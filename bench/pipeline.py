@@ -96,12 +96,15 @@ async def _hub_round(session: aiohttp.ClientSession, url: str, dsn: str, contact
             break
         await asyncio.sleep(0.1)
     await db.close()
-    window = samples[1:]  # the first second is the ramp
+    # The first second is the ramp. On a loaded machine a sample can take over a second: a short round
+    # (the warm-up) may get too few to leave it out, or only one, which measures no rate.
+    window = samples[1:] if len(samples) > 2 else samples
     t_first, applied_first, _ = window[0]
     t_last, applied_last, _ = window[-1]
+    span = t_last - t_first
     return {
         "accepted": accepted / seconds,
-        "applied": (applied_last - applied_first) / (t_last - t_first),
+        "applied": (applied_last - applied_first) / span if span > 0 else 0.0,
         "backlog_slope": slope([(t, b) for t, _, b in window]),
         "backlog_end": window[-1][2],
         "applied_total": applied_last,

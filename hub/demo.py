@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,12 +30,13 @@ class DemoData(BaseModel):
     customers: list[DemoCustomer]
 
 
-async def load_demo(hub: Hub) -> int:
-    """Create the demo customers that do not exist yet (idempotent); returns how many were created."""
+async def load_demo(hub: Hub, progress: Callable[[int, int | None], None] | None = None) -> int:
+    """Create the demo customers that do not exist yet (idempotent); returns how many were created.
+    `progress` is told how many customers are done so far, of how many."""
     located = load_located(hub.settings.mappings_dir / "demo" / "customers.yaml")
     demo = validate(located, DemoData)
     created = 0
-    for c in demo.customers:
+    for done, c in enumerate(demo.customers, start=1):
         keys = keys_from(
             email=c.email,
             phone=c.phone,
@@ -44,5 +46,7 @@ async def load_demo(hub: Hub) -> int:
         )
         if await hub.contacts.import_customer(keys, c.name, c.attributes):
             created += 1
+        if progress is not None:
+            progress(done, len(demo.customers))
     log.info("demo data: %d customers created, %d already there", created, len(demo.customers) - created)
     return created

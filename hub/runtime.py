@@ -24,6 +24,7 @@ from hub.core.events import EventService
 from hub.core.inbound import Inbound
 from hub.core.leads import Campaigns, LeadDispatcher, Outbound, Responses
 from hub.core.privacy import ERASED, PRIVACY_EVENTS, HubPrivacy, PrivacyService, PrivacyTarget, queue_of
+from hub.core.reporting import Owner, Reporting
 from hub.core.requests import RequestService
 from hub.core.translate import Translator
 from hub.core.view import ProfileCache, ViewAssembler
@@ -81,6 +82,7 @@ class Wiring:
     inbound: Inbound = field(default_factory=lambda: Inbound({}))  # the hub as a flow's destination
     privacy: PrivacyService | None = None  # erasure and export, fanned out to every system
     consents: ConsentService | None = None  # None unless a system plays consent_registry
+    reporting: Reporting | None = None  # reports from the systems that own the facts (hub.core.reporting)
 
 
 class Hub:
@@ -270,9 +272,11 @@ class Hub:
             self.engine, _privacy_targets(mapping, systems), self.outbox, s.source, self.reactions.committed,
             s.delivery_limit, s.privacy_export_retention_seconds,
         )
+        owners = (DECISION_ENGINE, LEAD_MANAGER, REQUEST_REGISTRY)  # CM, LM, the CRM
+        reporting = Reporting(*(_owner(systems, role) for role in owners))
         return Wiring(
             mapping, located, systems, translator, decisions, contacts, views, events, region, version,
-            requests, campaigns, responses, outbound, inbound, privacy, consents,
+            requests, campaigns, responses, outbound, inbound, privacy, consents, reporting,
         )
 
     async def _declare_privacy(self, *, consume: bool) -> None:
@@ -493,6 +497,13 @@ class PrivacyQueueHandler:
             await privacy.handle(self._system, event)
         finally:
             self._hub._inflight -= 1
+
+
+def _owner(systems: Systems, role: str) -> Owner:
+    """The one system that plays the role, for its reports (hub.core.reporting)."""
+    names = systems.players.get(role, [])
+    name = names[0] if len(names) == 1 else None
+    return Owner(role, name, systems.adapters[name] if name is not None else None)
 
 
 def _privacy_targets(mapping: HubMapping, systems: Systems) -> list[PrivacyTarget]:

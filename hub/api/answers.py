@@ -20,6 +20,7 @@ from cachetools import LRUCache
 
 from hub.core import reads
 from hub.core.reads import Reads
+from hub.observability.metrics import answer_cache
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -131,6 +132,7 @@ class CachedAnswers:
             return
         key = self._key(scope, body)
         hit = self._cache.get(key)
+        answer_cache(hit is not None)
         if hit is not None:
             await _send(send, 200, hit.headers, hit.body)
             return

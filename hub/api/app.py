@@ -9,7 +9,6 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,31 +25,23 @@ from hub.api.auth import CLOSE_CODE, PRINCIPAL, Authenticate
 from hub.api.context import Context
 from hub.api.errors import public_detail, scrub
 from hub.api.extensions import ensure_code
+from hub.api.graphiql import routes as graphiql_routes
 from hub.api.headers import cors_origins, edge_middleware
+from hub.api.health import bounded_health as _health
 from hub.api.links import routes as link_routes
+from hub.api.metrics import routes as metrics_routes
+from hub.api.metrics import start_observing, tracing_middleware
+from hub.api.ops import routes as ops_routes
 from hub.api.schema import build_schema
 from hub.api.transport import EdgeGraphQL
 from hub.config import Settings
 from hub.config.watch import MappingWatcher
 from hub.core.errors import Unauthenticated
-from hub.ports import Health
 from hub.runtime import Hub
 from hub.security.gate import credential
 from hub.security.principal import NOBODY
 
-HEALTH_TIMEOUT = 5.0
 log = logging.getLogger("hub.api")
-
-
-async def _health(adapter: Any) -> Health:
-    """A system's health, bounded: a hanging system is reported down, not waited for."""
-    try:
-        async with asyncio.timeout(HEALTH_TIMEOUT):
-            return await adapter.check()
-    except TimeoutError:
-        return Health(False, f"no answer within {HEALTH_TIMEOUT:g}s")
-    except Exception as exc:
-        return Health(False, type(exc).__name__)
 
 
 class HubGraphQL(EdgeGraphQL):
@@ -159,9 +150,11 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
             # A full collection walks every cached read (25-77 ms measured under the freshness load):
             # ten times rarer than Python's default. Cycles still die young in the first two generations.
             gc.set_threshold(700, 10, 100)
+        observer = await start_observing(hub)  # metrics sampler, HUB_METRICS_PORT (hub.api.metrics)
         try:
             yield
         finally:
+            await observer.stop()
             if watcher is not None:
                 await watcher.stop()
             if owned:
@@ -173,9 +166,13 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
             WebSocketRoute("/graphql", protected_ws),
             Route("/healthz", healthz),
             *link_routes(hub),
+            *ops_routes(hub),  # the operations and marketing page at /ops (hub.api.ops)
+            *graphiql_routes(),  # GraphiQL's assets, served by the hub (no CDN)
+            *metrics_routes(hub),
         ],
         lifespan=lifespan,
-        middleware=edge_middleware(hub.settings.cors_origins),  # security headers, CORS
+        # a span per request when tracing is on (outermost), then security headers, CORS
+        middleware=[tracing_middleware(), *edge_middleware(hub.settings.cors_origins)],
     )
     app.state.hub = hub
     app.state.answers = answers

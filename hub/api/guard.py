@@ -1,10 +1,12 @@
 """The scope guard: each field in hub.security.scopes.RULES needs its scope, in the SDL and at run time.
 
 Both come from the one table. Before the schema is built, every listed field gets the directive
-`@requiresScopes(scopes: [["<scope>"]])` (Apollo Federation's name for the same thing, so a supergraph
-router can enforce it too); after, the field's resolver (or a subscription's source) is wrapped to
-refuse a caller without the scope: a FORBIDDEN error naming scope and field, the resolver never runs
-(nothing is recorded), and a nullable field is null. Only listed fields pay for the check.
+`@requiresScopes(scopes: [["<scope>"]])`: Apollo Federation's own (2.5+, imported through the SDL's
+`@link`, its argument `[[federation__Scope!]!]!`), so a supergraph router enforces the same rules; a
+field that needs only an authenticated caller (AUTHENTICATED) gets federation's `@authenticated`. After,
+the field's resolver (or a subscription's source) is wrapped to refuse a caller without the scope: a
+FORBIDDEN error naming scope and field, the resolver never runs (nothing is recorded), and a nullable
+field is null. Only listed fields pay for the check.
 """
 
 from __future__ import annotations
@@ -13,24 +15,15 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import strawberry
 from graphql import GraphQLObjectType, GraphQLSchema
-from strawberry.schema_directive import Location
+from strawberry.federation.schema_directives import Authenticated, RequiresScopes
 from strawberry.utils.str_converters import to_camel_case
 
 from hub.core.errors import Forbidden
-from hub.security.scopes import RULES
+from hub.security.principal import NOBODY
+from hub.security.scopes import AUTHENTICATED, RULES
 
 ROOTS = ("Query", "Mutation", "Subscription")
-
-
-@strawberry.schema_directive(
-    locations=[Location.FIELD_DEFINITION],
-    name="requiresScopes",
-    description="The caller's credential needs one of these sets of scopes (hub keys create --scopes).",
-)
-class RequiresScopes:
-    scopes: list[list[str]]
 
 
 def declare(types: Iterable[type]) -> None:
@@ -40,8 +33,10 @@ def declare(types: Iterable[type]) -> None:
         for field in definition.fields:
             name = field.graphql_name or to_camel_case(field.python_name)
             scope = RULES.get(f"{definition.name}.{name}")
-            if scope is not None and not any(isinstance(d, RequiresScopes) for d in field.directives):
-                field.directives.append(RequiresScopes(scopes=[[scope]]))
+            if scope is None or any(isinstance(d, RequiresScopes | Authenticated) for d in field.directives):
+                continue
+            directive = Authenticated() if scope == AUTHENTICATED else RequiresScopes(scopes=[[scope]])
+            field.directives.append(directive)
 
 
 def enforce(schema: GraphQLSchema) -> None:
@@ -73,10 +68,15 @@ def _guarded(resolve: Callable[..., Any] | None, scope: str, coordinate: str) ->
 
         resolve = default_field_resolver
     message = f"{coordinate} needs the scope {scope!r}"
+    if scope == AUTHENTICATED:
+        message = f"{coordinate} needs an authenticated caller"
 
     def check(info: Any) -> None:
         principal = info.context.principal
-        if not principal.allows(scope):
+        if scope == AUTHENTICATED:
+            if principal.kind == NOBODY.kind:
+                raise Forbidden(message, field=coordinate)
+        elif not principal.allows(scope):
             raise Forbidden(message, scope=scope, field=coordinate)
 
     if inspect.iscoroutinefunction(resolve):

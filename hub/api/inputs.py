@@ -92,12 +92,15 @@ STRING_LIMITS: dict[str, int] = {
     "Mutation.updateRequestStatus(note:)": NOTE_MAX,  # crm request_history.note
     "Query.auditLog(who:)": 200,  # audit_log.who
     "Query.auditLog(action:)": 120,  # audit_log.action
+    "Query.deadLetters(queue:)": 200,  # a queue's name
+    "Mutation.runFlow(name:)": 200,  # a flow's name
 }
 # The most items of a list input, and the code a longer one is refused with (else `max_input_list`).
 LIST_LIMITS: dict[str, tuple[int, str]] = {
     "Query.customers(ids:)": (MAX_CUSTOMERS, BAD_USER_INPUT),
     "LaunchCampaignInput.customerIds": (MAX_CAMPAIGN_CUSTOMERS, BAD_USER_INPUT),
     "LaunchCampaignInput.channels": (10, BAD_USER_INPUT),
+    "Mutation.replayDeadLetters(ids:)": (1000, BAD_USER_INPUT),  # hub.core.operations.MAX_IDS
 }
 EVENTS = "Mutation.recordContactEvents(events:)"
 # Control characters (but tab, line feed, carriage return), DEL, and lone surrogates.

@@ -15,12 +15,14 @@ from strawberry.extensions import (
 )
 from strawberry.types import Info
 
-from hub.api import guard, privacy
+from hub.api import federation, guard, privacy
 from hub.api.audit import AuditMutations
 from hub.api.context import Context, check_limit
-from hub.api.errors import HubSchema, public_detail
+from hub.api.errors import public_detail
 from hub.api.extensions import AnswerPolicy, PartialData, limit_rules
 from hub.api.inputs import InputChecks, InputLimits
+from hub.api.metrics import Observe
+from hub.api.reports import OperatorMutations, ReportQueries
 from hub.api.types import (
     AuditEntry,
     Campaign,
@@ -79,7 +81,7 @@ async def _known_golden_ids(wiring: Any, keys: list[Key]) -> None:
 
 
 @strawberry.type
-class Query:
+class Query(ReportQueries):  # the report queries and deadLetters: hub.api.reports
     @strawberry.field(description="A customer by golden id; null when unknown.")
     async def customer(self, info: I, id: strawberry.ID) -> Customer | None:
         return await _customer(info, str(id))
@@ -203,7 +205,7 @@ class Query:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(OperatorMutations):  # replayDeadLetters, runFlow: hub.api.reports
     @strawberry.mutation(description="Identify the visitor, register the contact, return view and NBAs.")
     async def start_contact(self, info: I, input: StartContactInput) -> StartContactPayload:
         wiring = info.context.wiring
@@ -379,6 +381,9 @@ class Subscription:
 
 # The scope each protected field needs, in the SDL (hub.api.guard; the table is hub.security.scopes).
 guard.declare([Query, Mutation, Subscription, Customer])
+# The Federation subgraph's root fields (_service, _entities; hub.api.federation), under the same rules.
+FederatedQuery = federation.query(Query)
+guard.declare([FederatedQuery])
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
@@ -387,11 +392,12 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     inputs = InputLimits(
         max_input_list=settings.max_input_list, max_events_per_call=settings.max_events_per_call
     )
-    built = HubSchema(
-        query=Query,
+    built = federation.FederatedSchema(
+        query=FederatedQuery,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
+            Observe,  # first: times and traces the whole operation (hub.api.metrics)
             lambda: AddValidationRules(limits),
             PartialData,
             AuditMutations,

@@ -5,6 +5,12 @@ HTTP: the body is read strictly (hub.api.bodies); queries over GET or POST, muta
 (405 over GET), subscriptions never (400: they run over the websocket); an unknown operationName is a
 400; every refusal is a JSON answer with `errors[0].extensions.code`.
 
+Media types (the GraphQL-over-HTTP spec, held to by graphql-http's audit in tests/ecosystem): a caller
+whose Accept prefers `application/graphql-response+json` gets its answers in that type, and a request
+error (the document does not parse or validate, the variables do not coerce: nothing ran) is then a 400
+with no `data` entry; with `application/json` (the default, and for `*/*` or no Accept) such an answer
+is a 200 with `"data": null`, as the spec asks for that type.
+
 graphql-transport-ws: a message that is not an object with a string `type`, or a `subscribe` whose
 payload is not `{query: string, variables?: object, operationName?: string, extensions?: object}`,
 closes the socket with 4400 (the protocol's answer to an invalid message); every error the socket sends
@@ -23,13 +29,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import MissingQueryError
-from strawberry.http import GraphQLRequestData
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from hub.api import graphiql
 from hub.api.bodies import (
     RequestError,
     code_for,
@@ -44,6 +51,8 @@ from hub.api.errors import http_error_body
 log = logging.getLogger("hub.api")
 MAX_OPERATION_ID = 128
 TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+_REQUEST_ERROR = "hub.request_error"  # in the ASGI scope: the answer is a request error (nothing ran)
 
 
 class CodedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
@@ -102,6 +111,9 @@ class EdgeGraphQL(GraphQL[Context, None]):
     def decode_json(self, data: str | bytes) -> object:
         return decode_json(data)
 
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql.page(request)  # every asset served by the hub (hub.api.graphiql), none from a CDN
+
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:  # type: ignore[override]
         if request.method == "GET":
             data: Any = self.parse_query_params(request.query_params)
@@ -144,19 +156,59 @@ class EdgeGraphQL(GraphQL[Context, None]):
         except MissingQueryError:
             raise RequestError(400, "no GraphQL document in the request") from None
 
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        answer = await super().process_result(request, result)
+        if _request_error(result):
+            request.scope[_REQUEST_ERROR] = True
+            if wants_graphql_response(request.headers.get("accept")):
+                answer.pop("data", None)  # type: ignore[misc]
+        return answer
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
         response: Response
+        request = Request(scope=scope, receive=receive)
+        graphql_response = wants_graphql_response(request.headers.get("accept"))
         try:
-            response = await self.run(Request(scope=scope, receive=receive))
+            response = await self.run(request)
         except HTTPException as exc:
             response = refusal(exc.status_code, exc.reason, getattr(exc, "code", None))
         except Exception:
             log.exception("unexpected error answering %s %s", scope.get("method"), scope.get("path"))
             response = refusal(500, "Unexpected error; the hub's log has the details.", "INTERNAL")
+        if graphql_response and response.media_type == "application/json":
+            response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
+            if scope.get(_REQUEST_ERROR) and response.status_code == 200:
+                response.status_code = 400
         await response(scope, receive, send)
+
+
+def _request_error(result: ExecutionResult) -> bool:
+    """Nothing ran: the document did not parse or validate, or the variables did not coerce (errors
+    without a path, no data). An error in a resolver has a path, even when it nulls the whole answer."""
+    return result.data is None and bool(result.errors) and all(e.path is None for e in result.errors or ())
+
+
+def wants_graphql_response(accept: str | None) -> bool:
+    """Whether Accept prefers application/graphql-response+json to application/json (a tie goes to the
+    newer type, as the spec recommends clients to list both). No Accept, or only wildcards: no."""
+    best: dict[str, float] = {}
+    for part in (accept or "").split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        media = media.lower()
+        best[media] = max(best.get(media, 0.0), weight)
+    ours = best.get(GRAPHQL_RESPONSE_JSON, 0.0)
+    return ours > 0 and ours >= best.get("application/json", 0.0)
 
 
 def refusal(status: int, message: str, code: str | None = None) -> JSONResponse:

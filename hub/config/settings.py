@@ -8,8 +8,12 @@ from typing import Literal
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_MAPPINGS = PROJECT_ROOT / "mappings"
+from hub.config.shipped import PROJECT_ROOT, shipped_mappings
+
+__all__ = ["PROJECT_ROOT", "SHIPPED_MAPPINGS", "Settings"]
+
+# The checkout's mappings/, or the installed package hub_mappings (hub.config.shipped).
+SHIPPED_MAPPINGS = shipped_mappings()
 
 
 class Settings(BaseSettings):
@@ -135,6 +139,13 @@ class Settings(BaseSettings):
         "test@test.com,test@example.com,noreply@example.com,no-reply@example.com,0000000000,"
         "+310000000000,1234567890,undefined,null,none,unknown,n/a,na,0,-"
     )
+    # --- observability (hub.observability; README "Metrics and traces") ---
+    # Prometheus metrics on a listener of their own (no credential: an internal network's port) instead
+    # of /metrics on the hub's port (scope operations:read); its interface.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    # "json": one JSON object per log line (with trace id, operation, system where known).
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def auth_required(self) -> bool:

@@ -10,6 +10,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from hub.core.errors import SystemUnavailable
+from hub.observability.metrics import system_call
 from hub.ports import AdapterError
 from hub.waiting import bounded
 
@@ -29,7 +30,7 @@ def why(exc: BaseException, timeout: float) -> str:
 async def call(system: str, timeout: float, what: str, awaitable: Awaitable[T]) -> T:
     """Await a system's answer for at most `timeout` seconds; SystemUnavailable naming it otherwise."""
     try:
-        return await bounded(awaitable, timeout)
+        return await system_call(system, what, bounded(awaitable, timeout), timeout)  # counted, timed, traced
     except Exception as exc:
         log.warning("system %s: %s failed", system, what, exc_info=exc)
         raise SystemUnavailable(

@@ -27,6 +27,7 @@ from hub.core import reads
 from hub.core.calls import call
 from hub.core.errors import SystemUnavailable
 from hub.model import Channel, ContactEvent, DecisionRequest, NextBestAction, Offer
+from hub.observability import metrics
 from hub.ports import DecisionEngine
 
 log = logging.getLogger(__name__)
@@ -100,13 +101,14 @@ class Decisions:
                 if hit is not None:
                     found[i] = hit
                     reads.note(kept, r.customer_id, entry)
+            metrics.read_cache("decision", self.system, len(found), len(requests) - len(found))
         missing = [r for i, r in enumerate(requests) if i not in found]
         if missing:
             asked = [r.customer_id for r in missing]
             epochs = self._watch.watch(asked)
             late = False
             try:
-                answer = await self._within_budget(missing, pending, epochs)
+                answer = await metrics.nba_decision(self._within_budget(missing, pending, epochs))
                 late = answer is None
                 self._answered(requests, found, missing, answer, pending, epochs)
             finally:

@@ -49,6 +49,7 @@ from hub.model import (
     Recipient,
 )
 from hub.model.privacy import Consent, ConsentPurpose
+from hub.observability import metrics
 from hub.ports import CampaignPlanner, LeadManager, OutboundChannel
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,10 @@ class Campaigns:
         segment_id: str | None,
         customer_ids: Sequence[str] | None,
         channels: Sequence[LeadChannel],
+        progress: Callable[[int, int | None], None] | None = None,
     ) -> Campaign:
+        """Plan the campaign's leads and hand them to LM (through the outbox), in one transaction.
+        `progress` is told how many planned leads are handed over so far, of how many."""
         if not channels:
             raise BadInput("give at least one outbound channel", field="channels")
         if segment_id is None and not customer_ids:
@@ -140,9 +144,14 @@ class Campaigns:
         )
         async with self._engine.begin() as tx:
             leads = list(await self._planner.plan(tx, plan))
+            if progress is not None:
+                progress(0, len(leads))
             for at in range(0, len(leads), OUTBOX_CHUNK):  # one statement per chunk: memory stays flat
                 await self._outbox.add(tx, [self._created(lead) for lead in leads[at : at + OUTBOX_CHUNK]])
+                if progress is not None:
+                    progress(min(at + OUTBOX_CHUNK, len(leads)), len(leads))
         log.info("campaign %s: %d leads planned for offer %s", plan.id, len(leads), offer_id)
+        metrics.leads_planned(leads)
         return Campaign(plan, tuple(leads))
 
     async def get(self, campaign_ids: Sequence[str]) -> dict[str, Campaign]:
@@ -194,6 +203,8 @@ class Responses:
             lead, new = found
             if new:
                 await self._outbox.add(tx, [self._response(lead, channel, response)])
+        if new:
+            metrics.leads(lead.channel, "RESPONDED")
         return lead
 
     async def unsubscribe(self, code: str) -> Lead:
@@ -353,6 +364,7 @@ class LeadDispatcher:
         for delivery, outcome in zip(batch, results, strict=True):
             outcomes[delivery.lead.id] = outcome
         await outbound.lm.settle(outcomes)
+        metrics.leads_settled(channel.channel, results)
 
 
 def _recipient(view: CustomerView | None) -> Recipient:

@@ -21,6 +21,7 @@ from hub.core.contacts import ContactService
 from hub.core.identity import IdentityGraph
 from hub.core.translate import Fragment, Translator
 from hub.model import GOLDEN_ID, HUB_SYSTEM, Contact, CustomerView, Key
+from hub.observability.metrics import read_cache, system_call
 from hub.ports import ProfileSource
 from hub.store.db import reading
 from hub.store.tables import customers
@@ -176,7 +177,8 @@ class ViewAssembler:
             async with self._engine.connect() as conn:
                 keys = await self._graph.keys_of(conn, cfg.key, ids)
         wanted = list(dict.fromkeys(keys.values()))
-        fetched = await bounded(self._sources[system].fetch(wanted), cfg.timeout_seconds) if wanted else {}
+        fetch = bounded(self._sources[system].fetch(wanted), cfg.timeout_seconds) if wanted else None
+        fetched = await system_call(system, "fetch", fetch, cfg.timeout_seconds) if fetch is not None else {}
         now = datetime.now(UTC)
         out: dict[str, CustomerView] = {}
         for cid, key in keys.items():
@@ -195,6 +197,7 @@ class ViewAssembler:
                 missing.append(cid)
             elif hit is not None:
                 found[cid] = hit
+        read_cache("profile", system, len(ids) - len(missing), len(missing))
         if not missing:
             return found
         cfg = self._mapping.systems[system]
@@ -204,7 +207,8 @@ class ViewAssembler:
             async with self._engine.connect() as conn:
                 keys = await self._graph.keys_of(conn, cfg.key, missing)
         wanted = list(dict.fromkeys(keys.values()))
-        fetched = await bounded(self._sources[system].fetch(wanted), cfg.timeout_seconds) if wanted else {}
+        fetch = bounded(self._sources[system].fetch(wanted), cfg.timeout_seconds) if wanted else None
+        fetched = await system_call(system, "fetch", fetch, cfg.timeout_seconds) if fetch is not None else {}
         now = datetime.now(UTC)
         for cid in missing:
             key = keys.get(cid)

@@ -33,6 +33,9 @@ class CloudEvent:
     id: str = field(default_factory=new_id)
     time: datetime = field(default_factory=utcnow)
     correlationid: str | None = None
+    # W3C trace context, as the CloudEvents distributed-tracing extension carries it (hub.observability).
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -48,6 +51,10 @@ class CloudEvent:
             out["subject"] = self.subject
         if self.correlationid is not None:
             out["correlationid"] = self.correlationid
+        if self.traceparent is not None:
+            out["traceparent"] = self.traceparent
+            if self.tracestate:
+                out["tracestate"] = self.tracestate
         return out
 
     def to_json(self) -> bytes:
@@ -79,6 +86,8 @@ class CloudEvent:
             time=time,
             data=data,
             correlationid=raw.get("correlationid"),
+            traceparent=_text(raw.get("traceparent")),
+            tracestate=_text(raw.get("tracestate")),
         )
 
     @classmethod
@@ -88,3 +97,8 @@ class CloudEvent:
         except orjson.JSONDecodeError as exc:
             raise MalformedEvent(f"body is not JSON: {exc}") from exc
         return cls.from_dict(raw)
+
+
+def _text(value: Any) -> str | None:
+    """An optional string attribute; anything else is left out (it must not make the event unreadable)."""
+    return value if isinstance(value, str) and value else None

@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.events import CloudEvent, utcnow
 from hub.model import is_golden_id
+from hub.observability import tracing
+from hub.observability.metrics import system_call
 from hub.ports import BatchEventConsumer, EventConsumer
 from hub.store.privacy import erased
 from hub.store.tables import processed_messages
@@ -48,6 +50,7 @@ class IdempotentConsumer:
         self._changed = changed  # told after commit (which also announces the change to other processes)
         self._transactional = bool(getattr(consumer, "transactional", True))
 
+    @tracing.consumer  # a span whose parent is the trace the event carries, when tracing is on
     async def __call__(self, event: CloudEvent) -> None:
         if not self._transactional:
             await self._external(event)
@@ -57,9 +60,10 @@ class IdempotentConsumer:
                 return  # applied before: a redelivery
             if await self._erased(tx, [event]):
                 return  # about an erased customer: dropped (the claim commits, so it stays dropped)
-            customers = await self._consumer.consume(tx, event)
+            customers = await system_call(self.destination, "consume", self._consumer.consume(tx, event))
         self._done(customers)
 
+    @tracing.consumer
     async def batch(self, events: Sequence[CloudEvent]) -> None:
         """Apply events in order as one: the ids checked and recorded in one statement each, the ones
         applied before skipped, one change reaction for the lot. A destination that shares the
@@ -79,10 +83,12 @@ class IdempotentConsumer:
         if not events:
             return set()
         if isinstance(self._consumer, BatchEventConsumer):
-            return set(await self._consumer.consume_batch(conn, events))
+            applied = self._consumer.consume_batch(conn, events)
+            return set(await system_call(self.destination, "consume", applied))
         customers: set[str] = set()
         for event in events:
-            customers.update(await self._consumer.consume(conn, event))
+            one = self._consumer.consume(conn, event)
+            customers.update(await system_call(self.destination, "consume", one))
         return customers
 
     async def _external(self, event: CloudEvent) -> None:
@@ -101,7 +107,7 @@ class IdempotentConsumer:
                 await self._claim(tx, event)
             return
         async with self._engine.connect() as idle:  # no transaction begun: the system ignores it
-            customers = await self._consumer.consume(idle, event)
+            customers = await system_call(self.destination, "consume", self._consumer.consume(idle, event))
         async with self._engine.begin() as tx:
             claimed = await self._claim(tx, event)
         if claimed:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.events import CloudEvent, utcnow
 from hub.messaging.bus.base import Bus, BusError, Unroutable, topic_matches
+from hub.observability import metrics, tracing
 from hub.ports import Tx
 from hub.store.db import reading
 from hub.store.tables import outbox
@@ -54,6 +55,7 @@ class Outbox:
         events = [e for e in events if self.routed(e.type)]
         if not events:
             return
+        events = tracing.stamped(events)  # the trace context goes along, when tracing is on
         now = utcnow()
         await tx.execute(
             outbox.insert(),
@@ -171,10 +173,11 @@ class OutboxRelay:
                 return exc
             return None
 
-        singles, pack_results = await asyncio.gather(
-            self._bus.publish_many([CloudEvent.from_json(row.body) for row in alone]),
+        events = [CloudEvent.from_json(row.body) for row in alone]
+        singles, pack_results = await tracing.publishing(events, asyncio.gather(
+            self._bus.publish_many(events),
             asyncio.gather(*(send_pack(queue, packed) for queue, packed in packs.items())),
-        )
+        ))
         for row, result in zip(alone, singles, strict=True):
             outcome[row.seq] = result
         for packed, result in zip(packs.values(), pack_results, strict=True):
@@ -218,6 +221,7 @@ class OutboxRelay:
             now = utcnow()
             if done:
                 await tx.execute(update(outbox).where(outbox.c.seq.in_(done)).values(sent_at=now))
+                metrics.relayed(len(done))
             for seq, reason in unroutable.items():
                 await tx.execute(update(outbox).where(outbox.c.seq == seq).values(last_error=reason))
                 log.warning("outbox event %s %s", seq, reason)

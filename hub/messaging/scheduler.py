@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -35,8 +35,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from hub.config.mapping import Flow, FlowMode
-from hub.events import utcnow
-from hub.messaging.bus.base import Bus, Handler
+from hub.events import CloudEvent, utcnow
+from hub.messaging.bus.base import BatchHandler, Bus, Handler, Progress
+from hub.observability import metrics
 from hub.store.tables import flow_cursors
 from hub.store.types import UTCDateTime, dialect_insert
 from hub.waiting import wait_event
@@ -153,16 +154,18 @@ class Scheduler:
                 done[flow.name] = count
         return done
 
-    async def deliver(self, flow: Flow) -> int:
+    async def deliver(self, flow: Flow, progress: Progress | None = None) -> int:
         """Deliver what the flow's queue holds now, as a run of its own (`hub flows run NAME`): it counts
         as the flow's last run, and a scheduled run whose time has come already is done by it. Raises
-        FlowBusy while a run of the flow is in progress."""
-        count = await self._run_flow(flow, self._clock(), None)
+        FlowBusy while a run of the flow is in progress. `progress` is told the events applied so far."""
+        count = await self._run_flow(flow, self._clock(), None, progress)
         if count is None:
             raise FlowBusy(f"flow {flow.name!r} is running now; its queue is being delivered")
         return count
 
-    async def _run_flow(self, flow: Flow, now: datetime, due: datetime | None) -> int | None:
+    async def _run_flow(
+        self, flow: Flow, now: datetime, due: datetime | None, progress: Progress | None = None
+    ) -> int | None:
         """One run of the flow: the lease taken (only when `due` lies after the cursor, unless None),
         the queue drained, the run recorded. None when the flow was not run (not due, or running)."""
         owner = uuid.uuid4().hex
@@ -170,15 +173,20 @@ class Scheduler:
             return None
         keeping = asyncio.create_task(self._keep(flow, owner), name=f"flow-lease:{flow.name}")
         try:
-            count = await self._bus.drain(flow.queue, self._handler_for(flow))
+            handler = self._handler_for(flow)
+            if progress is not None:
+                handler = counted(handler, progress)
+            count = await self._bus.drain(flow.queue, handler)
         except BaseException:  # failed, or cut by the hub closing: the next round runs it again
             await _stopped(keeping)
             with contextlib.suppress(Exception):
                 await self._release(flow, owner)
+            metrics.flow_run(flow.name, ok=False)
             raise
         await _stopped(keeping)
         await self._done(flow, owner, now, count)
         log.info("flow %s delivered %d events", flow.name, count)
+        metrics.flow_run(flow.name, ok=True, events=count)
         return count
 
     async def _claim(self, flow: Flow, owner: str, now: datetime, due: datetime | None) -> bool:
@@ -294,3 +302,33 @@ async def _stopped(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+class _Counted:
+    """A flow's handler that reports the events it applied (the CLI's progress of `hub flows run`)."""
+
+    def __init__(self, inner: Handler, progress: Progress):
+        self._inner = inner
+        self._progress = progress
+        self.applied = 0
+
+    def _count(self, n: int) -> None:
+        self.applied += n
+        self._progress(self.applied, None)
+
+    async def __call__(self, event: CloudEvent) -> None:
+        await self._inner(event)
+        self._count(1)
+
+
+class _CountedBatches(_Counted):
+    async def batch(self, events: Sequence[CloudEvent]) -> None:
+        await self._inner.batch(events)  # type: ignore[attr-defined]
+        self._count(len(events))
+
+
+def counted(handler: Handler, progress: Progress) -> Handler:
+    """The handler, reporting to `progress`; one that takes batches still does."""
+    if isinstance(handler, BatchHandler):
+        return _CountedBatches(handler, progress)
+    return _Counted(handler, progress)

@@ -66,6 +66,7 @@ from hub.model import (
     is_golden_id,
 )
 from hub.model.privacy import Consent, ConsentPurpose, PrivacySubject
+from hub.model.report import CampaignCount, FunnelCount, Period, RequestCount, SegmentSize
 from hub.store.db import reading
 from hub.store.types import UTCDateTime, dialect_insert
 
@@ -332,6 +333,41 @@ class ConsentRegistry(Protocol):
         ...
 
 
+@runtime_checkable
+class OfferReports(Protocol):
+    """Optional beside DecisionEngine (CM owns offers, responses and segments): the numbers a marketer
+    reads, aggregated by CM. A CM without them raises NotSupported (the report is then partial, with an
+    error naming the system)."""
+
+    async def funnel(
+        self, period: Period, channel: Channel | None = None, offer_id: str | None = None
+    ) -> Sequence[FunnelCount]:
+        """Per offer and channel: propositions shown in contacts in the period, and the responses."""
+        ...
+
+    async def segment_sizes(self) -> Sequence[SegmentSize]:
+        """How many customers each segment holds now (every segment, empty ones too)."""
+        ...
+
+
+@runtime_checkable
+class LeadReports(Protocol):
+    """Optional beside LeadManager (LM owns leads): per campaign and outbound channel, the leads made in
+    the period and what became of them."""
+
+    async def campaign_results(
+        self, period: Period, channel: LeadChannel | None = None
+    ) -> Sequence[CampaignCount]: ...
+
+
+@runtime_checkable
+class RequestReports(Protocol):
+    """Optional beside RequestRegistry (the CRM owns requests): requests made in the period, by kind and
+    current status."""
+
+    async def request_counts(self, period: Period) -> Sequence[RequestCount]: ...
+
+
 LEAD_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: a code is read out over the phone
 
 
@@ -371,6 +407,7 @@ __all__ = [
     "AdapterError",
     "BackOffice",
     "BatchEventConsumer",
+    "CampaignCount",
     "CampaignPlan",
     "CampaignPlanner",
     "Channel",
@@ -389,11 +426,13 @@ __all__ = [
     "Delivery",
     "DeliveryOutcome",
     "EventConsumer",
+    "FunnelCount",
     "Health",
     "Lead",
     "LeadChannel",
     "LeadCreatedData",
     "LeadManager",
+    "LeadReports",
     "LeadResponseData",
     "LeadStatus",
     "Located",
@@ -403,7 +442,9 @@ __all__ = [
     "NotSupported",
     "Offer",
     "OfferHistory",
+    "OfferReports",
     "OutboundChannel",
+    "Period",
     "PermanentError",
     "PrivacyHandler",
     "PrivacySubject",
@@ -412,11 +453,14 @@ __all__ = [
     "PropositionResponse",
     "Recipient",
     "Record",
+    "RequestCount",
     "RequestKind",
     "RequestRegistry",
+    "RequestReports",
     "RequestStatus",
     "SecretStr",
     "Segment",
+    "SegmentSize",
     "StatusChange",
     "Tx",
     "UTCDateTime",

@@ -77,8 +77,8 @@ import logging
 import traceback
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -96,15 +96,24 @@ from hub.events import CloudEvent
 from hub.ports import (
     AdapterError,
     BatchEventConsumer,
+    CampaignCount,
     CustomerRequest,
     EventConsumer,
+    FunnelCount,
     Health,
+    LeadReports,
+    NotSupported,
+    OfferReports,
+    Period,
     PrivacyHandler,
     PrivacySubject,
     ProfileSource,
+    RequestCount,
     RequestKind,
     RequestRegistry,
+    RequestReports,
     RequestStatus,
+    SegmentSize,
     StatusChange,
     ports_of,
     utcnow,
@@ -116,7 +125,7 @@ from hub.store.db import create_engine, migrate
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-# How long check() may take: what /healthz waits (hub.api.app.HEALTH_TIMEOUT) before it says "down".
+# How long check() may take: what /healthz waits (hub.api.health.HEALTH_TIMEOUT) before it says "down".
 CHECK_BOUND = 5.0
 # A slow backend answers this many timeouts late (at least SLOW_FLOOR s): the timeout must surface
 # before half of that, a margin no busy CI machine can eat. Surfacing more than OVERRUN s after the
@@ -604,6 +613,43 @@ class AdapterKit:
         async with kit.store.begin() as tx:
             changed: Collection[str] = await adapter.consume(tx, event)
             return changed
+
+    @pytest.mark.asyncio
+    async def test_reports_are_typed_rows_and_keep_to_the_period(self, kit: Kit) -> None:
+        """The optional report ports (OfferReports, LeadReports, RequestReports): typed rows, read
+        outside any transaction, nothing from a period long before the system existed; NotSupported
+        when the system cannot report (the hub then answers partially, naming it)."""
+        adapter = await kit.started()
+        asks: list[tuple[str, Callable[[Period], Awaitable[Any]], type, bool]] = []
+        if isinstance(adapter, OfferReports):
+            asks += [("funnel()", lambda p: adapter.funnel(p), FunnelCount, True),
+                     ("segment_sizes()", lambda p: adapter.segment_sizes(), SegmentSize, False)]
+        if isinstance(adapter, LeadReports):
+            asks.append(("campaign_results()", lambda p: adapter.campaign_results(p), CampaignCount, True))
+        if isinstance(adapter, RequestReports):
+            asks.append(("request_counts()", lambda p: adapter.request_counts(p), RequestCount, True))
+        if not asks:
+            pytest.skip("the adapter has no report port (optional: its numbers are left out of reports)")
+        ancient = Period(datetime(1990, 1, 1, tzinfo=UTC), datetime(1990, 1, 2, tzinfo=UTC))
+        if isinstance(adapter, RequestReports) and isinstance(adapter, RequestRegistry):
+            # A request made now: counted in a period holding now, not in one long before.
+            async with kit.store.begin() as tx:
+                request = _kit_request(kit.harness.new_key(), RequestKind.COMPLAINT, utcnow())
+                await kit.bounded(adapter.add_request(tx, request), "add_request()")
+            counted = await kit.bounded(adapter.request_counts(Period()), "request_counts()")
+            assert any((c.kind, c.status) == (RequestKind.COMPLAINT, RequestStatus.OPEN) and c.count >= 1
+                       for c in counted), f"request_counts() leaves out the request just made: {counted!r}"
+        for what, ask, row_type, by_period in asks:
+            try:
+                rows = await kit.bounded(ask(Period()), what)
+            except NotSupported:
+                continue
+            assert isinstance(rows, Sequence) and all(isinstance(r, row_type) for r in rows), (
+                f"{what} must return a sequence of {row_type.__name__}, got {rows!r}"
+            )
+            if by_period:
+                old = await kit.bounded(ask(ancient), what)
+                assert list(old) == [], f"{what} for a day in 1990 returned {old!r}"
 
     @pytest.mark.asyncio
     async def test_check_reports_a_dead_backend(self, kit: Kit) -> None:

@@ -16,10 +16,14 @@ CAMPAIGN_WRITE = "campaign:write"
 REQUEST_WRITE = "request:write"
 OPERATIONS_READ = "operations:read"
 OPERATIONS_WRITE = "operations:write"
+REPORTS_READ = "reports:read"  # the marketing reports: funnel, campaign results, segments, requests
 PRIVACY_WRITE = "privacy:write"
 # Not an operation's scope: a capability of startContact (attach a key to a customer another key
 # already identifies; hub.core.contacts).
 IDENTITY_MERGE = "identity:merge"
+# Not a scope either (no key can hold it): a rule for a field any authenticated caller may read; the SDL
+# shows it as federation's `@authenticated` (hub.api.federation: Query._service).
+AUTHENTICATED = "(authenticated)"
 
 ALL_SCOPES = frozenset(
     {
@@ -31,6 +35,7 @@ ALL_SCOPES = frozenset(
         REQUEST_WRITE,
         OPERATIONS_READ,
         OPERATIONS_WRITE,
+        REPORTS_READ,
         PRIVACY_WRITE,
         IDENTITY_MERGE,
     }
@@ -50,7 +55,15 @@ RULES: dict[str, str] = {
     "Query.operations": OPERATIONS_READ,
     "Query.flows": OPERATIONS_READ,
     "Query.auditLog": OPERATIONS_READ,
+    "Query.deadLetters": OPERATIONS_READ,
+    "Query.funnel": REPORTS_READ,
+    "Query.campaignResults": REPORTS_READ,
+    "Query.segmentSizes": REPORTS_READ,
+    "Query.requestCounts": REPORTS_READ,
     "Query.privacyRequest": PRIVACY_WRITE,
+    # the Apollo Federation subgraph's (hub.api.federation says why)
+    "Query._entities": CUSTOMER_READ,
+    "Query._service": AUTHENTICATED,
     # mutations
     "Mutation.startContact": CONTACT_WRITE,
     "Mutation.recordContactEvents": CONTACT_WRITE,
@@ -62,6 +75,8 @@ RULES: dict[str, str] = {
     "Mutation.eraseCustomer": PRIVACY_WRITE,
     "Mutation.exportCustomer": PRIVACY_WRITE,
     "Mutation.setConsent": PRIVACY_WRITE,
+    "Mutation.replayDeadLetters": OPERATIONS_WRITE,
+    "Mutation.runFlow": OPERATIONS_WRITE,
     # subscriptions
     "Subscription.nextBestActions": CUSTOMER_READ,
     # personal data inside the types above

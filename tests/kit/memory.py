@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
@@ -26,10 +27,12 @@ from hub.ports import (
     CustomerRequest,
     EventConsumer,
     Health,
+    Period,
     PrivacyHandler,
     PrivacySubject,
     ProfileSource,
     Record,
+    RequestCount,
     RequestRegistry,
     SecretStr,
     StatusChange,
@@ -194,6 +197,18 @@ class _Core:
 
         return await self.ask(of)
 
+    # RequestReports (optional): requests made in the period, by kind and status
+    async def request_counts(self, period: Period) -> list[RequestCount]:
+        def count(s: MemorySystem) -> list[RequestCount]:
+            found = Counter(
+                (r.kind, r.status) for r in s.requests.values()
+                if (period.start is None or r.created_at >= period.start)
+                and (period.end is None or r.created_at < period.end)
+            )
+            return [RequestCount(kind, status, n) for (kind, status), n in sorted(found.items())]
+
+        return await self.ask(count)
+
     # PrivacyHandler: an external system's, so `tx` is ignored
     async def erase(self, tx: Tx, subject: PrivacySubject) -> str:
         gone = await self.ask(lambda s: s.records.pop(subject.key, None))
@@ -300,6 +315,13 @@ class KeepsErased(MemoryAdapter):
         return "1 record removed"
 
 
+class CountsEveryPeriod(MemoryAdapter):
+    """Reports every request whatever period it is asked for."""
+
+    async def request_counts(self, period: Period) -> list[RequestCount]:
+        return await super().request_counts(Period())
+
+
 class MemoryHarness(BaseHarness):
     system = "mem"
     timeout = 0.2
@@ -357,4 +379,5 @@ ADAPTERS: dict[str, type] = {
     "kit-mem-logs-secret": LogsSecret,
     "kit-mem-dead-is-healthy": DeadIsHealthy,
     "kit-mem-keeps-erased": KeepsErased,
+    "kit-mem-counts-every-period": CountsEveryPeriod,
 }

@@ -31,6 +31,7 @@ KIT_TESTS = {
     "dead": "test_check_reports_a_dead_backend",
     "requests": "test_requests_keep_their_status_history",
     "privacy": "test_erasure_forgets_the_customer_and_export_is_json",
+    "reports": "test_reports_are_typed_rows_and_keep_to_the_period",
 }
 # Entry point -> the kit tests it must fail (and it must pass the others).
 MUST_FAIL = {
@@ -47,6 +48,7 @@ MUST_FAIL = {
     "kit-mem-logs-secret": {"secrets"},
     "kit-mem-dead-is-healthy": {"dead"},
     "kit-mem-keeps-erased": {"privacy"},
+    "kit-mem-counts-every-period": {"reports"},
 }
 
 RUNNER = '''

@@ -24,7 +24,7 @@ from graphql import (
 from sqlalchemy import func, select
 
 from hub.api.schema import schema as hub_schema
-from hub.security.scopes import ALL_SCOPES, CUSTOMER_READ, CUSTOMER_READ_PII, RULES
+from hub.security.scopes import ALL_SCOPES, AUTHENTICATED, CUSTOMER_READ, CUSTOMER_READ_PII, RULES
 from hub.store.tables import outbox
 from tests.support import codes, gql, start_contact
 
@@ -63,6 +63,7 @@ CASES = [
     for kind, root in ROOTS
     if root is not None
     for name, field in root.fields.items()
+    if RULES.get(f"{root.name}.{name}") != AUTHENTICATED  # no scope to leave out: see test_authenticated_only
 ]
 
 
@@ -75,11 +76,17 @@ def test_every_root_field_has_a_rule():
 def test_the_sdl_shows_each_rule_and_nothing_else():
     """What the published SDL says a field needs is what the table (which the guard enforces) says."""
     declared: dict[str, str] = {}
-    for definition in parse(hub_schema.as_str()).definitions:
+    sdl = parse(hub_schema.as_str())
+    (link,) = [d for s in sdl.definitions if s.kind == "schema_definition" for d in s.directives]
+    imported = {v.value for a in link.arguments if a.name.value == "import" for v in a.value.values}
+    assert {"@requiresScopes", "@authenticated"} <= imported  # federation's own, not a look-alike
+    for definition in sdl.definitions:
         if not isinstance(definition, ObjectTypeDefinitionNode):
             continue
         for field in definition.fields or ():
             for directive in field.directives or ():
+                if directive.name.value == "authenticated":
+                    declared[f"{definition.name.value}.{field.name.value}"] = AUTHENTICATED
                 if directive.name.value == "requiresScopes":
                     (argument,) = directive.arguments
                     sets = [[v.value for v in inner.values] for inner in argument.value.values]
@@ -87,6 +94,19 @@ def test_the_sdl_shows_each_rule_and_nothing_else():
                     declared[f"{definition.name.value}.{field.name.value}"] = sets[0][0]
     in_schema = {c: s for c, s in RULES.items() if c.partition(".")[0] in GQL.type_map}
     assert declared == in_schema
+
+
+async def test_authenticated_only_fields_answer_a_key_without_scopes(hub, new_key, caller, anonymous):
+    """`@authenticated` fields (Query._service) need a key, any key (here one that may only move requests
+    on): none is 401 at the edge."""
+    fields = [c.partition(".")[2] for c, s in RULES.items() if s == AUTHENTICATED]
+    assert fields == ["_service"]
+    unrelated = await new_key("request:write")
+    async with caller(unrelated) as client:
+        data = await gql(client, "{ _service { sdl } }")
+    assert "type Customer @key" in data["_service"]["sdl"]
+    response = await anonymous.post("/graphql", json={"query": "{ _service { sdl } }"})
+    assert response.status_code == 401
 
 
 async def outbox_count(hub) -> int:

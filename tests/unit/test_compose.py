@@ -80,6 +80,20 @@ class Dockerfile:
             keyword, _, rest = line.partition(" ")
             self.instructions.append((keyword.upper(), rest.strip()))
 
+    def stages(self) -> list[Dockerfile]:
+        """Each build stage (from its FROM on) as a Dockerfile of its own; the last is the image."""
+        out: list[Dockerfile] = []
+        for kw, rest in self.instructions:
+            if kw == "FROM":
+                out.append(Dockerfile(""))
+            if out:
+                out[-1].instructions.append((kw, rest))
+        return out
+
+    def stage_name(self) -> str | None:
+        parts = self.all("FROM")[0].split()
+        return parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else None
+
     def all(self, keyword: str) -> list[str]:
         return [rest for kw, rest in self.instructions if kw == keyword]
 
@@ -98,14 +112,20 @@ class Dockerfile:
                 out[key] = value
         return out
 
-    def copies(self) -> list[tuple[list[str], str]]:
-        """(sources, absolute destination as written, trailing slash kept) for every COPY."""
+    def copies(self, from_stage: str | None = None) -> list[tuple[list[str], str]]:
+        """(sources, absolute destination as written, trailing slash kept) for every COPY from the build
+        context (or, given a stage's name, every COPY --from that stage)."""
         out = []
         workdir = PurePosixPath("/")
         for kw, rest in self.instructions:
-            if kw == "WORKDIR":
+            if kw == "FROM":
+                workdir = PurePosixPath("/")
+            elif kw == "WORKDIR":
                 workdir = workdir / rest
             elif kw == "COPY":
+                source_stage = next((a.split("=", 1)[1] for a in shlex.split(rest) if a.startswith("--from=")), None)
+                if source_stage != from_stage:
+                    continue
                 args = [a for a in shlex.split(rest) if not a.startswith("--")]
                 *sources, dest = args
                 absolute = str(workdir / dest) + ("/" if dest.endswith("/") else "")
@@ -130,7 +150,9 @@ class Dockerfile:
         out = []
         workdir = PurePosixPath("/")
         for kw, rest in self.instructions:
-            if kw == "WORKDIR":
+            if kw == "FROM":
+                workdir = PurePosixPath("/")
+            elif kw == "WORKDIR":
                 workdir = workdir / rest
             elif kw == "RUN":
                 out.append((str(workdir), rest))
@@ -140,15 +162,6 @@ class Dockerfile:
 @pytest.fixture(scope="module")
 def dockerfile() -> Dockerfile:
     return Dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
-
-
-def local_path_for(dockerfile: Dockerfile, container_path: str) -> Path | None:
-    """The repository folder that the image's COPY puts at container_path, if any."""
-    target = PurePosixPath(container_path)
-    for rel, dest in dockerfile.placed().items():
-        if (ROOT / rel).is_dir() and (target == dest or dest in target.parents):
-            return ROOT / rel / target.relative_to(dest)
-    return None
 
 
 # --- compose: PostgreSQL ----------------------------------------------------------------------------
@@ -231,7 +244,7 @@ def test_postgres_and_rabbitmq_define_healthchecks(services):
 
 
 def test_hub_publishes_8000_and_restarts(services):
-    assert published_ports(services["hub"]) == {8000: 8000}
+    assert published_ports(services["hub"]) == {8000: 8000, 9100: 9100}
     assert services["hub"]["restart"] == "unless-stopped"
     assert services["hub"]["build"] in (".", {"context": "."})
 
@@ -261,20 +274,22 @@ def _hub_variables(compose_text: str, services: dict[str, Any], dockerfile: Dock
 
 def test_every_hub_variable_is_a_settings_field(services, dockerfile):
     names = _hub_variables(COMPOSE.read_text(encoding="utf-8"), services, dockerfile)
-    assert {"HUB_DATABASE_URL", "HUB_BROKER_URL", "HUB_MAPPINGS_DIR"} <= names
+    assert {"HUB_DATABASE_URL", "HUB_BROKER_URL", "HUB_METRICS_PORT", "HUB_METRICS_HOST"} <= names
     unknown = sorted(n for n in names if n.removeprefix("HUB_").lower() not in Settings.model_fields)
     assert unknown == [], f"not fields of hub.config.Settings (silently ignored): {unknown}"
 
 
 def test_settings_read_the_compose_environment(services, monkeypatch):
     env = environment(services["hub"])
+    monkeypatch.delenv("HUB_AUTH", raising=False)  # the test run's; compose sets none
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = Settings()
     assert settings.database_url == env["HUB_DATABASE_URL"]
     assert settings.broker_url == env["HUB_BROKER_URL"]
-    assert settings.mappings_dir == Path(env["HUB_MAPPINGS_DIR"])
     assert settings.demo is False
+    assert settings.auth_required  # HUB_AUTH is not set: required (operators need a key, see below)
+    assert settings.metrics_port == 9100
 
 
 # --- Dockerfile -------------------------------------------------------------------------------------
@@ -299,38 +314,85 @@ def test_image_runs_hub_serve_on_all_interfaces_port_8000(dockerfile):
     assert "8000" in " ".join(dockerfile.all("EXPOSE")).split()
 
 
-def test_image_installs_the_project_with_pip(dockerfile):
+def test_image_builds_the_wheel_and_installs_it_not_editable(dockerfile):
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     setuptools = pyproject["tool"]["setuptools"]
     package_dirs = setuptools.get("package-dir", {})
-    # Folders the build needs: each top-level package, under its mapped folder (hub_adapters -> adapters).
+    # Folders the build needs: each top-level package, under its mapped folder (hub_adapters -> adapters,
+    # hub_mappings -> mappings: the shipped mappings are package data of the wheel).
     needed = {package_dirs.get(p, p) for p in setuptools["packages"] if "." not in p}
-    assert needed == {"hub", "adapters"}
-    installs = [(wd, cmd) for wd, cmd in dockerfile.run_workdirs() if re.search(r"pip install \.(\s|$)", cmd)]
-    assert len(installs) == 1, "the image installs the project once with `pip install .`"
-    build_dir = PurePosixPath(installs[0][0])
-    placed = dockerfile.placed()
+    assert needed == {"hub", "adapters", "mappings"}
+    *builds, image = dockerfile.stages()
+    assert len(builds) == 1 and builds[0].stage_name()
+    build = builds[0]
+    wheels = [(wd, cmd) for wd, cmd in build.run_workdirs() if re.search(r"pip wheel .*--no-deps.* \.(\s|$)", cmd)]
+    assert len(wheels) == 1, "the build stage makes the wheel once with `pip wheel --no-deps ... .`"
+    build_dir = PurePosixPath(wheels[0][0])
+    placed = build.placed()
     for item in [*sorted(needed), "pyproject.toml"]:
-        assert placed.get(item) == build_dir / item, f"{item} is not copied to {build_dir} before pip install"
+        assert placed.get(item) == build_dir / item, f"{item} is not copied to {build_dir} before pip wheel"
+    wheel_dir = re.search(r"(?:-w|--wheel-dir)[ =](\S+)", wheels[0][1]).group(1)
+    # The image takes the wheel from the build stage and installs it: a regular, non-editable install.
+    ((sources, dest),) = image.copies(from_stage=build.stage_name())
+    assert [s.rstrip("/") for s in sources] == [wheel_dir.rstrip("/")]
+    installs = [cmd for _, cmd in image.run_workdirs() if "pip install" in cmd]
+    assert len(installs) == 1
+    assert re.search(rf"pip install {re.escape(dest.rstrip('/'))}/\*\.whl", installs[0]), installs[0]
+    assert "-e" not in shlex.split(installs[0]) and "--editable" not in installs[0]
+    # Nothing of the source tree in the image: no COPY from the build context.
+    assert image.copies() == []
 
 
-def test_mappings_dir_is_where_the_image_copies_the_mappings(services, dockerfile):
-    in_compose = environment(services["hub"])["HUB_MAPPINGS_DIR"]
-    in_image = dockerfile.env()["HUB_MAPPINGS_DIR"]
-    assert in_compose == in_image
-    local = local_path_for(dockerfile, in_image)
-    assert local is not None, f"no COPY puts anything at {in_image}"
-    assert local.resolve() == (ROOT / "mappings").resolve()
-    assert (local / "hub.yaml").is_file()
+def test_the_image_uses_the_shipped_mappings_and_tells_how_to_mount_others(services, dockerfile):
+    # The wheel carries them (hub_mappings); HUB_MAPPINGS_DIR is only for a deployment's own.
+    assert "HUB_MAPPINGS_DIR" not in dockerfile.env()
+    assert "HUB_MAPPINGS_DIR" not in environment(services["hub"])
+    text = COMPOSE.read_text(encoding="utf-8")
+    assert re.search(r"#\s*HUB_MAPPINGS_DIR: /app/mappings", text)
+    assert re.search(r"#\s*- \./mappings:/app/mappings:ro", text)
 
 
-def test_shipped_mappings_load_from_the_image_layout(dockerfile):
-    from hub.registry import load_mapping
+def test_hub_healthcheck_in_compose_uses_python_against_healthz(services):
+    test = services["hub"]["healthcheck"]["test"]
+    assert test[0] == "CMD" and test[1] in {"python", "python3"}
+    assert "http://127.0.0.1:8000/healthz" in " ".join(test)
+    assert "curl" not in " ".join(test) and "wget" not in " ".join(test)
 
-    local = local_path_for(dockerfile, dockerfile.env()["HUB_MAPPINGS_DIR"])
-    assert local is not None
-    mapping, _ = load_mapping(Settings(mappings_dir=local).mappings_dir)
-    assert {s for s in mapping.systems} >= {"crm", "cm"}
+
+def test_operator_page_and_metrics_are_reachable(services, dockerfile):
+    from hub.api.app import create_app
+
+    env = environment(services["hub"])
+    settings = Settings(**{k.removeprefix("HUB_").lower(): v for k, v in env.items() if k.startswith("HUB_")})
+    # The metrics listener binds every interface of the container, on the port compose publishes.
+    assert settings.metrics_host == "0.0.0.0"
+    assert settings.metrics_port in published_ports(services["hub"])
+    assert str(settings.metrics_port) in " ".join(dockerfile.all("EXPOSE")).split()
+    # ... published on the host's loopback only: it has no credential.
+    metrics_entry = next(p for p in services["hub"]["ports"] if resolve(p).endswith(f":{settings.metrics_port}"))
+    assert resolve(metrics_entry).startswith("127.0.0.1:")
+    # The operations page and /metrics are served on 8000.
+    paths = {getattr(r, "path", None) for r in create_app(Settings()).routes}
+    assert {"/ops", "/metrics", "/healthz", "/graphql"} <= paths
+
+
+def test_the_documented_operator_key_command_works(services):
+    """The compose file tells how to make the operator's key: a real `hub keys create` with real scopes."""
+    import typer
+
+    from hub.cli import app
+    from hub.security.scopes import ALL_SCOPES, OPERATIONS_READ, OPERATIONS_WRITE, REPORTS_READ
+
+    text = COMPOSE.read_text(encoding="utf-8")
+    line = next(line for line in text.splitlines() if "docker compose exec hub hub keys create" in line)
+    argv = shlex.split(line.split("docker compose exec hub hub ", 1)[1])
+    assert argv[:2] == ["keys", "create"]
+    create = typer.main.get_command(app).commands["keys"].commands["create"]  # type: ignore[attr-defined]
+    ctx = create.make_context("create", argv[2:])
+    scopes = set(ctx.params["scopes"].split(","))
+    assert scopes <= ALL_SCOPES
+    assert {OPERATIONS_READ, OPERATIONS_WRITE, REPORTS_READ} <= scopes  # every panel, replay, the reports
+    assert "http://localhost:8000/ops" in text
 
 
 def test_healthcheck_uses_python_against_healthz(dockerfile):

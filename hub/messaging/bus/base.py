@@ -31,9 +31,11 @@ from hub.events import CloudEvent
 from hub.ports import PermanentError
 
 __all__ = ["BatchHandler", "Bus", "BusError", "BusUnavailable", "DeadLetter", "Handler", "PermanentError",
-           "QueueStats", "Route", "Unroutable", "topic_matches"]
+           "Progress", "QueueStats", "Route", "Unroutable", "topic_matches"]
 
 Handler = Callable[[CloudEvent], Awaitable[None]]
+# A long operation's report: (done so far, total or None when unknown). The CLI shows it (hub.cli.progress).
+Progress = Callable[[int, int | None], None]
 
 
 @runtime_checkable
@@ -147,8 +149,9 @@ class Bus(ABC):
     async def dead_letters(self, queue: str | None = None) -> list[DeadLetter]: ...
 
     @abstractmethod
-    async def replay(self, ids: Sequence[str] | None = None) -> int:
-        """Move dead letters (all when ids is None) back to their queues; returns how many."""
+    async def replay(self, ids: Sequence[str] | None = None, progress: Progress | None = None) -> int:
+        """Move dead letters (all when ids is None) back to their queues; returns how many. `progress`,
+        when given, is told how many are back so far (and how many in all, when the engine knows)."""
 
     @abstractmethod
     async def stats(self) -> list[QueueStats]: ...

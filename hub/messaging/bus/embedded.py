@@ -39,6 +39,7 @@ from hub.messaging.bus.base import (
     BusUnavailable,
     DeadLetter,
     Handler,
+    Progress,
     QueueStats,
     Route,
     Unroutable,
@@ -46,6 +47,7 @@ from hub.messaging.bus.base import (
 )
 from hub.messaging.bus.delivery import deliver, pack, read
 from hub.messaging.redelivery import RedeliveryPolicy
+from hub.observability import metrics
 from hub.store.tables import bus_messages
 from hub.waiting import wait_event
 
@@ -137,6 +139,7 @@ class EmbeddedBus(Bus):
                 await self._insert(rows)
             except BusUnavailable as exc:
                 return [exc for _ in events]
+        metrics.published_events(events, outcomes)
         for handler, event in heard:
             task = asyncio.create_task(self._hear(handler, event))
             self._listening.add(task)
@@ -157,6 +160,7 @@ class EmbeddedBus(Bus):
         if queue not in self._routes:
             raise Unroutable(f"queue {queue!r} is not declared")
         await self._insert([([queue], pack_id, pack(bodies))])
+        metrics.published(queue)
 
     async def _publish_raw(self, routing_key: str, body: bytes, message_id: str | None = None) -> None:
         """Publish bytes as they are (tests and tools: e.g. a malformed message)."""
@@ -302,6 +306,7 @@ class EmbeddedBus(Bus):
             return 0
         async with self._engine.begin() as conn:
             await conn.execute(delete(bus_messages).where(bus_messages.c.seq.in_([r.seq for r in rows])))
+        metrics.delivered(rows[0].queue, len(events))
         return len(events)
 
     async def _handle(self, row, handler: Handler) -> int:
@@ -321,6 +326,7 @@ class EmbeddedBus(Bus):
                 log.info(
                     "embedded bus: %s on %r failed (attempt %d): %s", row.message_id, row.queue, attempts, exc
                 )
+                metrics.redelivered(row.queue)
                 await self._update(
                     row.seq,
                     attempts=attempts,
@@ -330,10 +336,12 @@ class EmbeddedBus(Bus):
             return 0
         async with self._engine.begin() as conn:
             await conn.execute(delete(bus_messages).where(bus_messages.c.seq == row.seq))
+        metrics.delivered(row.queue, len(events))
         return len(events)
 
     async def _dead(self, row, reason: str, attempts: int) -> None:
         log.warning("embedded bus: %s on %r is a dead letter: %s", row.message_id, row.queue, reason)
+        metrics.dead_lettered(row.queue)
         await self._update(row.seq, state=DEAD, attempts=attempts, reason=reason, dead_at=_now())
 
     async def _update(self, seq: int, **values) -> None:
@@ -383,12 +391,14 @@ class EmbeddedBus(Bus):
             for row in rows
         ]
 
-    async def replay(self, ids: Sequence[str] | None = None) -> int:
+    async def replay(self, ids: Sequence[str] | None = None, progress: Progress | None = None) -> int:
         where = [bus_messages.c.state == DEAD]
         if ids is not None:
             if not ids:
                 return 0
             where.append(bus_messages.c.message_id.in_(list(ids)))
+        if progress is not None:
+            return await self._replay_in_steps(where, progress)
         async with self._engine.begin() as conn:
             found = await conn.execute(select(bus_messages.c.queue).where(*where).distinct())
             queues = found.scalars().all()
@@ -400,6 +410,32 @@ class EmbeddedBus(Bus):
         for queue in queues:
             self._event(queue).set()
         return result.rowcount or 0
+
+    async def _replay_in_steps(self, where: list[Any], progress: Progress, step: int = 200) -> int:
+        """The same replay, a transaction per `step` letters, reporting after each (the CLI's progress)."""
+        async with self._engine.connect() as conn:
+            query = select(bus_messages.c.seq).where(*where).order_by(bus_messages.c.seq)
+            seqs = list((await conn.execute(query)).scalars())
+        done = 0
+        progress(0, len(seqs))
+        for at in range(0, len(seqs), step):
+            chunk = seqs[at : at + step]
+            async with self._engine.begin() as conn:
+                queues = (
+                    await conn.execute(
+                        select(bus_messages.c.queue).where(bus_messages.c.seq.in_(chunk)).distinct()
+                    )
+                ).scalars().all()
+                result = await conn.execute(
+                    update(bus_messages)
+                    .where(bus_messages.c.seq.in_(chunk), bus_messages.c.state == DEAD)
+                    .values(state=READY, attempts=0, available_at=_now(), reason=None, dead_at=None)
+                )
+            for queue in queues:
+                self._event(queue).set()
+            done += result.rowcount or 0
+            progress(done, len(seqs))
+        return done
 
     async def stats(self) -> list[QueueStats]:
         query = select(bus_messages.c.queue, bus_messages.c.state, func.count()).group_by(

@@ -13,7 +13,16 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
 from hub.config import Settings
 from hub.events import CloudEvent
-from hub.messaging.bus.base import Bus, BusError, BusUnavailable, DeadLetter, Handler, QueueStats, Route
+from hub.messaging.bus.base import (
+    Bus,
+    BusError,
+    BusUnavailable,
+    DeadLetter,
+    Handler,
+    Progress,
+    QueueStats,
+    Route,
+)
 from hub.messaging.bus.delivery import pack
 from hub.messaging.bus.rabbitmq.amqp import NETWORK_ERRORS, log
 from hub.messaging.bus.rabbitmq.consumer import Consumers, QueueConsumer
@@ -220,8 +229,8 @@ class RabbitBus(Bus):
     async def dead_letters(self, queue: str | None = None) -> list[DeadLetter]:
         return await self._dead_letters.letters(queue)
 
-    async def replay(self, ids: Sequence[str] | None = None) -> int:
-        return await self._dead_letters.replay(ids)
+    async def replay(self, ids: Sequence[str] | None = None, progress: Progress | None = None) -> int:
+        return await self._dead_letters.replay(ids, progress)
 
     async def stats(self) -> list[QueueStats]:
         return await self._dead_letters.stats()

@@ -25,6 +25,7 @@ from hub.messaging.bus.rabbitmq.amqp import NETWORK_ERRORS, ScratchChannel, log,
 from hub.messaging.bus.rabbitmq.dead_letters import DeadLetters
 from hub.messaging.bus.rabbitmq.topology import Topology
 from hub.messaging.redelivery import RedeliveryPolicy
+from hub.observability import metrics
 from hub.waiting import within
 
 Retry = Callable[[AbstractIncomingMessage, float], None]
@@ -239,6 +240,7 @@ class Consumers:
                 await settle(message.ack())
         else:  # everything delivered before these is settled: one ack for the lot
             await settle(messages[-1].ack(multiple=True))
+        metrics.delivered(queue, len(events))
         return len(events)
 
     async def _process(
@@ -265,8 +267,10 @@ class Consumers:
                     exc,
                 )
                 retry(message, verdict.delay)
+                metrics.redelivered(queue)
             return 0
         await settle(message.ack())
+        metrics.delivered(queue, len(events))
         return len(events)
 
     async def drain(self, queue: str, handler: Handler) -> int:

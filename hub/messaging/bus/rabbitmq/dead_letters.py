@@ -16,11 +16,12 @@ from aio_pika.abc import (
 )
 
 from hub.config import Settings
-from hub.messaging.bus.base import BusError, BusUnavailable, DeadLetter, QueueStats
+from hub.messaging.bus.base import BusError, BusUnavailable, DeadLetter, Progress, QueueStats
 from hub.messaging.bus.rabbitmq.amqp import NETWORK_ERRORS, ScratchChannel, body_id, log, settle
 from hub.messaging.bus.rabbitmq.publisher import Publisher
 from hub.messaging.bus.rabbitmq.topology import Topology
 from hub.messaging.redelivery import reason_of
+from hub.observability import metrics
 
 # Headers the hub adds to a dead letter; the rest of the original headers are kept.
 H_REASON, H_QUEUE, H_ATTEMPTS, H_DEAD_AT = "x-hub-reason", "x-hub-queue", "x-hub-attempts", "x-hub-dead-at"
@@ -97,6 +98,7 @@ class DeadLetters:
             log.error("rabbitmq bus: cannot dead-letter %s: %s", message.message_id, exc)
             await settle(message.nack(requeue=True))
             return
+        metrics.dead_lettered(queue)
         await settle(message.ack())
 
     async def _browse(
@@ -160,7 +162,7 @@ class DeadLetters:
         letters = [self._letter_of(message) for message in await self._browse()]
         return [letter for letter in letters if queue is None or letter.queue == queue]
 
-    async def replay(self, ids: Sequence[str] | None = None) -> int:
+    async def replay(self, ids: Sequence[str] | None = None, progress: Progress | None = None) -> int:
         """Publish the chosen dead letters (confirmed) to their own queue only, through the default
         exchange, so the event's other destinations do not get it twice; then ack them in the DLQ."""
         wanted = None if ids is None else set(ids)
@@ -194,6 +196,8 @@ class DeadLetters:
             await settle(message.ack())
             sent.add(letter.id)
             replayed += 1
+            if progress is not None:
+                progress(replayed, None)
 
         await self._browse(act)
         return replayed

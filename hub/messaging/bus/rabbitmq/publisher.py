@@ -19,6 +19,7 @@ from hub.messaging.bus.delivery import PACK_CONTENT_TYPE
 from hub.messaging.bus.rabbitmq.amqp import NETWORK_ERRORS
 from hub.messaging.bus.rabbitmq.topology import Topology
 from hub.messaging.redelivery import reason_of
+from hub.observability import metrics
 
 CONTENT_TYPE = "application/cloudevents+json"
 
@@ -67,6 +68,7 @@ class Publisher:
 
     async def publish(self, event: CloudEvent) -> None:
         await self.send(self.events, message_for(event), event.type)
+        metrics.published(event.type)
 
     async def publish_many(self, events: Sequence[CloudEvent]) -> list[BusError | None]:
         """A window of publishes in flight at once, each awaiting its own confirm: one round trip for
@@ -107,7 +109,9 @@ class Publisher:
                 return BusUnavailable(f"the broker is not reachable: {reason_of(exc)}")
             return None
 
-        return list(await asyncio.gather(*(one(e) for e in events)))
+        outcomes = list(await asyncio.gather(*(one(e) for e in events)))
+        metrics.published_events(events, outcomes)
+        return outcomes
 
     async def publish_pack(self, queue: str, body: bytes, pack_id: str) -> None:
         """A pack to one queue, through the default exchange (the queue's name is the routing key)."""
@@ -121,6 +125,7 @@ class Publisher:
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
         await self.send(self.channel.default_exchange, message, queue)
+        metrics.published(queue)
 
     async def publish_raw(self, routing_key: str, body: bytes, message_id: str | None = None) -> None:
         """Publish bytes as they are (tests and tools: e.g. a malformed message)."""
