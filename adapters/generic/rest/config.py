@@ -43,6 +43,14 @@ def _path(v: str, allowed: tuple[str, ...] = ()) -> str:
     return v
 
 
+def _one_key_path(v: str) -> str:
+    """A path that names the key once: `/members/{key}`."""
+    _path(v, (KEY,))
+    if v.count(KEY) != 1:
+        raise ValueError(f"the path names {KEY} once, e.g. /members/{KEY}")
+    return v
+
+
 def _dotted(v: str | None) -> str | None:
     if v is not None and not DOTTED.match(v):
         raise ValueError("a path into the answer is field names joined by '.', e.g. data.items")
@@ -166,13 +174,7 @@ class ByKey(_Strict):
     path: str
     record: str | None = None  # where the record is in the answer (default: the whole body)
 
-    @field_validator("path")
-    @classmethod
-    def _one_key(cls, v: str) -> str:
-        _path(v, (KEY,))
-        if v.count(KEY) != 1:
-            raise ValueError(f"the path names {KEY} once, e.g. /members/{KEY}")
-        return v
+    _one_key = field_validator("path")(_one_key_path)
 
     _record = field_validator("record")(_dotted)
 
@@ -294,13 +296,7 @@ class PrivacyCall(_Strict):
     path: str
     record: str | None = None  # an export: where the system's data is in the answer (default: all of it)
 
-    @field_validator("path")
-    @classmethod
-    def _one_key(cls, v: str) -> str:
-        _path(v, (KEY,))
-        if v.count(KEY) != 1:
-            raise ValueError(f"the path names {KEY} once, e.g. /members/{KEY}")
-        return v
+    _one_key = field_validator("path")(_one_key_path)
 
     _record = field_validator("record")(_dotted)
 
