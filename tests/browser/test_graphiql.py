@@ -80,6 +80,9 @@ def test_graphiql_renders_offline_and_runs_a_query_and_a_subscription(page, cons
         page.get_by_role("button", name="Re-fetch GraphQL schema").click()
         page.get_by_role("button", name="Show Documentation Explorer").click()
         page.locator(".graphiql-doc-explorer").get_by_text("Query", exact=True).first.wait_for()
+        # GraphiQL may ask again before the key is in (its schema fetch races the headers editor): the
+        # same refusal. Once the schema is shown the key works; any error from here on fails the test.
+        console_errors[:] = [e for e in console_errors if "status of 401" not in e]
 
         answer = run(page, QUERY, {"id": customer_id})
         assert answer == {"data": {"customer": {"id": customer_id, "name": "Graph Iql"}}}
