@@ -62,6 +62,7 @@ from hub.ports import (
     read_contact_event,
     store_health,
     utcnow,
+    within,
 )
 from hub_adapters.cm import policy
 from hub_adapters.cm.catalog import Catalog, load_catalog
@@ -324,10 +325,7 @@ class BuiltinCM:
             .group_by(f.offer_id, f.channel)
             .order_by(f.offer_id, f.channel)
         )
-        if period.start is not None:
-            query = query.where(f.at >= period.start)
-        if period.end is not None:
-            query = query.where(f.at < period.end)
+        query = within(query, f.at, period)
         if channel is not None:
             query = query.where(f.channel == channel.value)
         if offer_id is not None:

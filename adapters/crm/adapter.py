@@ -49,6 +49,7 @@ from hub.ports import (
     read_contact_event,
     store_health,
     utcnow,
+    within,
 )
 
 from .tables import (
@@ -389,10 +390,7 @@ class BuiltinCRM:
             .group_by(r.kind, r.status)
             .order_by(r.kind, r.status)
         )
-        if period.start is not None:
-            query = query.where(r.created_at >= period.start)
-        if period.end is not None:
-            query = query.where(r.created_at < period.end)
+        query = within(query, r.created_at, period)
         async with self._reader.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [RequestCount(RequestKind(row.kind), RequestStatus(row.status), int(row.n)) for row in rows]

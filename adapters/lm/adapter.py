@@ -45,6 +45,7 @@ from hub.ports import (
     read,
     store_health,
     utcnow,
+    within,
 )
 
 from .tables import MIGRATIONS, lm_leads, lm_optouts, metadata
@@ -359,10 +360,7 @@ class BuiltinLM:
             .group_by(c.campaign_id, c.channel)
             .order_by(c.campaign_id, c.channel)
         )
-        if period.start is not None:
-            query = query.where(c.created_at >= period.start)
-        if period.end is not None:
-            query = query.where(c.created_at < period.end)
+        query = within(query, c.created_at, period)
         if channel is not None:
             query = query.where(c.channel == channel.value)
         async with self._reader.connect() as conn:

@@ -68,7 +68,7 @@ from hub.model import (
 from hub.model.privacy import Consent, ConsentPurpose, PrivacySubject
 from hub.model.report import CampaignCount, FunnelCount, Period, RequestCount, SegmentSize
 from hub.store.db import reading
-from hub.store.types import UTCDateTime, dialect_insert
+from hub.store.types import UTCDateTime, dialect_insert, within
 
 if TYPE_CHECKING:
     from hub.config.settings import Settings
@@ -475,4 +475,5 @@ __all__ = [
     "tables_of",
     "utcnow",
     "validate",
+    "within",
 ]

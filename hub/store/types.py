@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import BigInteger, DateTime, Integer, Table, TypeDecorator
+from sqlalchemy import BigInteger, ColumnElement, DateTime, Integer, Select, Table, TypeDecorator
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.model.report import Period
+
+_Query = TypeVar("_Query", bound=Select[Any])
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -36,3 +40,12 @@ def dialect_insert(conn: AsyncConnection, table: Table) -> postgresql.Insert:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return cast(postgresql.Insert, sqlite.insert(table))
+
+
+def within(query: _Query, column: ColumnElement[Any], period: Period) -> _Query:
+    """The query held to [period.start, period.end) on `column`; an open side adds nothing."""
+    if period.start is not None:
+        query = query.where(column >= period.start)
+    if period.end is not None:
+        query = query.where(column < period.end)
+    return query
