@@ -77,6 +77,8 @@ async def test_a_run_longer_than_its_lease_keeps_the_flow(flow_hubs, journal):
         await asyncio.sleep(1.0)  # three leases long
         assert FLOW not in await other.scheduler.run_due(), "the running hub renews its lease"
         one.gate.set()
-        assert (await asyncio.wait_for(running, 20))[FLOW] == len(ids)
+        # Deliveries, not effects: two hubs' relays over one SQLite file may both publish an event (the
+        # outbox is at least once; hub.messaging.outbox), as the test above allows. Effects once: below.
+        assert (await asyncio.wait_for(running, 20))[FLOW] >= len(ids)
         assert FLOW not in await other.scheduler.run_due()
         assert await journal.applied(one.engine) == Counter(ids)
