@@ -92,6 +92,10 @@ class ConcurrentUpdate(RuntimeError):
 FUNNEL_SHOWN = "SHOWN"
 RESPONSES = tuple(r.value for r in PropositionResponse)
 PLAN_CHUNK = 500  # customer states a campaign's planning reads at a time
+# Read on every view and decision: built once (building it per call costs more CPU than running it).
+_PROFILES = select(cm_profiles.c.customer_id, cm_profiles.c.state, cm_profiles.c.version).where(
+    cm_profiles.c.customer_id.in_(bindparam("ids", expanding=True))
+)
 
 
 class CMConfig(AdapterConfig):
@@ -169,10 +173,7 @@ class BuiltinCM:
         catalog = self.catalog
         now = self._clock()
         async with self._reader.connect() as conn:
-            rows = (await conn.execute(
-                select(cm_profiles.c.customer_id, cm_profiles.c.state, cm_profiles.c.version)
-                .where(cm_profiles.c.customer_id.in_(ids))
-            )).all()
+            rows = (await conn.execute(_PROFILES, {"ids": ids})).all()
         out: dict[str, Record] = {}
         for customer_id, raw, version in rows:
             state = CustomerState.from_dict(raw)
@@ -540,10 +541,7 @@ class BuiltinCM:
         return state, row.version
 
     async def _read_many(self, conn: AsyncConnection, ids: list[str]) -> dict[str, CustomerState]:
-        rows = (await conn.execute(
-            select(cm_profiles.c.customer_id, cm_profiles.c.state, cm_profiles.c.version)
-            .where(cm_profiles.c.customer_id.in_(ids))
-        )).all()
+        rows = (await conn.execute(_PROFILES, {"ids": ids})).all()
         states = {cid: CustomerState() for cid in ids}
         for row in rows:
             state = CustomerState.from_dict(row.state)

@@ -49,6 +49,7 @@ Tx = AsyncConnection
 KEY_STRENGTH = (KeyKind.CUSTOMER_ID, KeyKind.EMAIL, KeyKind.PHONE, KeyKind.COOKIE_ID)
 # How many recent contacts the view carries per customer.
 RECENT_CONTACTS = 20
+_NEW_CONTACT = contacts_table.insert()  # built once: every startContact runs it
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,12 +182,13 @@ class ContactService:
                 started_at=utcnow(),
             )
             await tx.execute(
-                contacts_table.insert().values(
-                    id=contact.id,
-                    customer_id=customer_id,
-                    channel=channel.value,
-                    started_at=contact.started_at,
-                )
+                _NEW_CONTACT,
+                {
+                    "id": contact.id,
+                    "customer_id": customer_id,
+                    "channel": channel.value,
+                    "started_at": contact.started_at,
+                },
             )
             await self._registry.register_contact(tx, contact)
             events = [

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 import phonenumbers
-from sqlalchemy import select, tuple_
+from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.core.errors import BadInput
@@ -14,7 +14,7 @@ from hub.events import utcnow
 from hub.model import GOLDEN_ID, Key, KeyKind
 from hub.model.customer import GOLDEN_ID_PREFIX, is_golden_id
 from hub.store.tables import customer_keys, customers
-from hub.store.types import dialect_insert
+from hub.store.types import PerDialect
 
 Tx = AsyncConnection
 ECHO = 60  # the most of a caller's invalid value an error message repeats
@@ -79,6 +79,21 @@ def new_customer_id() -> str:
     return f"{GOLDEN_ID_PREFIX}{uuid.uuid4().hex[:20]}"
 
 
+# Built once: a statement made per call costs SQLAlchemy more CPU (coercion, cache key) than its
+# execution on a warm connection. The pairs and ids are expanding parameters.
+_FIND_KEYS = select(customer_keys.c.kind, customer_keys.c.value, customer_keys.c.customer_id).where(
+    tuple_(customer_keys.c.kind, customer_keys.c.value).in_(bindparam("pairs", expanding=True))
+)
+_FIND_CUSTOMERS = select(customers.c.id).where(customers.c.id.in_(bindparam("ids", expanding=True)))
+_NEW_CUSTOMER = customers.insert()
+# Keys already owned (by anyone) are left as they are; the ones inserted come back.
+_LINK = PerDialect(
+    lambda insert: insert(customer_keys)
+    .on_conflict_do_nothing()
+    .returning(customer_keys.c.kind, customer_keys.c.value)
+)
+
+
 class IdentityGraph:
     """Finds customers by any key and links keys given together to one customer."""
 
@@ -89,17 +104,11 @@ class IdentityGraph:
         found: dict[Key, str] = {}
         if golden:  # a golden id finds its customer, when there is one
             ids = [k.value for k in golden]
-            existing = {r.id for r in await tx.execute(select(customers.c.id).where(customers.c.id.in_(ids)))}
+            existing = {r.id for r in await tx.execute(_FIND_CUSTOMERS, {"ids": ids})}
             found.update({k: k.value for k in golden if k.value in existing})
         if not wanted:
             return found
-        rows = await tx.execute(
-            select(customer_keys.c.kind, customer_keys.c.value, customer_keys.c.customer_id).where(
-                tuple_(customer_keys.c.kind, customer_keys.c.value).in_(
-                    [(str(k.kind), k.value) for k in wanted]
-                )
-            )
-        )
+        rows = await tx.execute(_FIND_KEYS, {"pairs": [(str(k.kind), k.value) for k in wanted]})
         found.update({Key(r.kind, r.value): r.customer_id for r in rows})
         return found
 
@@ -124,7 +133,7 @@ class IdentityGraph:
         return row.first() is not None
 
     async def create(self, tx: Tx, customer_id: str) -> None:
-        await tx.execute(customers.insert().values(id=customer_id, created_at=utcnow()))
+        await tx.execute(_NEW_CUSTOMER, {"id": customer_id, "created_at": utcnow()})
 
     async def link(self, tx: Tx, customer_id: str, keys: Iterable[Key]) -> list[Key]:
         """Attach keys to the customer; keys already owned (by anyone) are left as they are."""
@@ -135,11 +144,7 @@ class IdentityGraph:
         ]
         if not rows:
             return []
-        stmt = (
-            dialect_insert(tx, customer_keys)
-            .values(rows)
-            .on_conflict_do_nothing()
-            .returning(customer_keys.c.kind, customer_keys.c.value)
-        )
-        result = await tx.execute(stmt)
-        return [Key(r.kind, r.value) for r in result]
+        linked: list[Key] = []
+        for row in rows:  # a caller gives at most a few keys: one prepared statement each
+            linked.extend(Key(r.kind, r.value) for r in await tx.execute(_LINK(tx), row))
+        return linked

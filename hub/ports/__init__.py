@@ -68,7 +68,7 @@ from hub.model import (
 from hub.model.privacy import Consent, ConsentPurpose, PrivacySubject
 from hub.model.report import CampaignCount, FunnelCount, Period, RequestCount, SegmentSize
 from hub.store.db import reading
-from hub.store.types import UTCDateTime, dialect_insert, within
+from hub.store.types import PerDialect, UTCDateTime, dialect_insert, within
 
 if TYPE_CHECKING:
     from hub.config.settings import Settings
@@ -444,6 +444,7 @@ __all__ = [
     "OfferHistory",
     "OfferReports",
     "OutboundChannel",
+    "PerDialect",
     "Period",
     "PermanentError",
     "PrivacyHandler",

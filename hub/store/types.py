@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import BigInteger, ColumnElement, DateTime, Integer, Select, Table, TypeDecorator
 from sqlalchemy.dialects import postgresql, sqlite
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.model.report import Period
 
 _Query = TypeVar("_Query", bound=Select[Any])
+_Stmt = TypeVar("_Stmt")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -40,6 +42,23 @@ def dialect_insert(conn: AsyncConnection, table: Table) -> postgresql.Insert:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return cast(postgresql.Insert, sqlite.insert(table))
+
+
+class PerDialect(Generic[_Stmt]):
+    """A statement built once per backend, for the hot paths: building one per call (coercions, the
+    cache key of its values) costs SQLAlchemy more CPU than running it. Give it the parameters at
+    execution instead. `build` gets `dialect_insert` bound to the connection's backend."""
+
+    def __init__(self, build: Callable[[Callable[[Table], postgresql.Insert]], _Stmt]):
+        self._build = build
+        self._built: dict[str, _Stmt] = {}
+
+    def __call__(self, conn: AsyncConnection) -> _Stmt:
+        name = conn.dialect.name
+        stmt = self._built.get(name)
+        if stmt is None:
+            stmt = self._built[name] = self._build(lambda table: dialect_insert(conn, table))
+        return stmt
 
 
 def within(query: _Query, column: ColumnElement[Any], period: Period) -> _Query:
