@@ -37,7 +37,7 @@ from hub.events import (
     ContactEnded as ContactEndedData,
 )
 from hub.messaging.outbox import Outbox
-from hub.model import Channel, Contact, CustomerFacts, Key, KeyKind
+from hub.model import HUB_SYSTEM, Channel, Contact, CustomerFacts, Key, KeyKind
 from hub.ports import ContactRegistry
 from hub.store.db import reading
 from hub.store.tables import contacts as contacts_table
@@ -131,12 +131,14 @@ class ContactService:
         # finds the winner's customer.
         for attempt in range(3):
             try:
-                started, mine = await self._start_once(channel, keys, name, may_merge)
+                started, mine, told = await self._start_once(channel, keys, name, may_merge)
             except IntegrityError:
                 if attempt == 2:
                     raise
                 continue
-            self._committed(self._registry_system, [started.customer_id])
+            # The registry's profile of the customer changed when it was told facts; a contact alone
+            # changes the hub's own data (the view's contacts), and the registry's cached profile stays.
+            self._committed(self._registry_system if told else HUB_SYSTEM, [started.customer_id])
             self._known_customers[started.customer_id] = True
             for key in mine:  # committed: the visitor's next contact need not look them up
                 self._known_keys[key] = started.customer_id
@@ -147,7 +149,7 @@ class ContactService:
 
     async def _start_once(
         self, channel: Channel, keys: Sequence[Key], name: str | None, may_merge: bool
-    ) -> tuple[Started, list[Key]]:
+    ) -> tuple[Started, list[Key], bool]:
         async with self._engine.begin() as tx:
             # A key once linked stays with its customer: only keys not seen linked before are looked up.
             known = self._known_keys
@@ -173,7 +175,8 @@ class ContactService:
             unlinked = tuple(k for k in keys if k not in attach)
             mine = [k for k in keys if found.get(k) == customer_id or k in linked]
             facts = _facts(customer_id, name, mine, {})
-            if created or linked or name:  # a returning visitor with nothing new: the registry knows
+            told = bool(created or linked or name)  # a returning visitor with nothing new: it knows
+            if told:
                 await self._tell_registry(tx, facts)
             contact = Contact(
                 id=f"con_{uuid.uuid4().hex[:20]}",
@@ -205,12 +208,12 @@ class ContactService:
                     correlationid=contact.id,
                 )
             ]
-            if created or linked or name:
+            if told:
                 events.append(
                     self._customer_event(CUSTOMER_CREATED if created else CUSTOMER_UPDATED, facts, contact.id)
                 )
             await self._record(tx, customer_id, events)
-        return Started(contact, customer_id, created, unlinked), mine
+        return Started(contact, customer_id, created, unlinked), mine, told
 
     async def _tell_registry(self, tx: Tx, facts: CustomerFacts) -> None:
         own_id = await self._registry.upsert_customer(tx, facts)
@@ -268,7 +271,7 @@ class ContactService:
                     )
                 ],
             )
-        self._committed(self._registry_system, [contact.customer_id])
+        self._committed(HUB_SYSTEM, [contact.customer_id])  # the contact's end: no customer facts
         return ended
 
     async def get(self, tx: Tx | None, contact_id: str) -> Contact | None:
