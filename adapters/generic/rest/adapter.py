@@ -39,7 +39,7 @@ from .caller import Caller
 from .config import KEY, PrivacyCall, RestConfig
 from .fetching import ProfileReader, dig
 from .resilience import CircuitBreaker, Deadline, State, TokenBucket
-from .wire import Wire
+from .wire import Answer, Wire
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
 USER_AGENT = "markiting-hub-rest-adapter"
@@ -280,7 +280,7 @@ class RestAdapter:
         found = dig(body, call.record)
         return found if isinstance(found, Mapping) else {"data": found}
 
-    async def _privacy(self, kind: str, subject: PrivacySubject) -> tuple[PrivacyCall, str, httpx.Response]:
+    async def _privacy(self, kind: str, subject: PrivacySubject) -> tuple[PrivacyCall, str, Answer]:
         """One try of the configured call (the hub's bus owns the retries): the answer, unless the system
         failed in a way worth retrying (AdapterError). Told by the path template, never the key."""
         caller = self._started()
@@ -310,7 +310,7 @@ class RestAdapter:
         # Not the answer's body: it may quote the customer's data.
         return PermanentError(f"system {self.system!r}: {what} answered HTTP {status}")
 
-    def _detail(self, response: httpx.Response) -> str:
+    def _detail(self, response: Answer) -> str:
         """A short reason from a problem+json or similar body, kept with the dead letter."""
         try:
             body: Any = response.json()

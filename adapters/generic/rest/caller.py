@@ -31,7 +31,7 @@ from .resilience import (
     backoff,
     retry_after,
 )
-from .wire import Wire
+from .wire import Answer, Wire
 
 # Worth another try: the system may answer next time. 408 is the server saying the request took too
 # long to arrive; the rest of 4xx would fail the same way again.
@@ -88,7 +88,7 @@ class Caller:
         deadline: Deadline,
         retry: bool = True,
         **request: Any,
-    ) -> httpx.Response:
+    ) -> Answer:
         """The system's answer, unless it is a failure worth retrying (RETRY_STATUSES); those are
         retried while attempts and time are left, then raised as AdapterError, as is every transport
         failure. Other answers (2xx, 404, 409, other 4xx) are the caller's to interpret."""
@@ -147,9 +147,7 @@ class Caller:
         tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
         raise self.error(f"{what}: {failure} ({tries})")
 
-    async def _attempt(
-        self, method: str, url: str, deadline: Deadline, request: dict[str, Any]
-    ) -> httpx.Response:
+    async def _attempt(self, method: str, url: str, deadline: Deadline, request: dict[str, Any]) -> Answer:
         trial = self._breaker.admit() if self._breaker is not None else False
         try:
             if self._limiter is not None:
@@ -191,9 +189,7 @@ class Caller:
                 self._breaker.cooldown,
             )
 
-    async def request(
-        self, method: str, url: str, deadline: Deadline, request: dict[str, Any]
-    ) -> httpx.Response:
+    async def request(self, method: str, url: str, deadline: Deadline, request: dict[str, Any]) -> Answer:
         """One request with credentials; a 401 to renewable credentials renews them and tries once more
         (the token may have been revoked or expired early)."""
         extra = request.get("headers") or {}

@@ -9,13 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
-import httpx
-
 from hub.ports import Record
 
 from .caller import Caller
 from .config import KEY, KEYS, Batch, ByKey, Fetch, Pagination
 from .resilience import Deadline
+from .wire import Answer
 
 T = TypeVar("T")
 
@@ -178,7 +177,7 @@ class ProfileReader:
         )
 
     def _next_page(
-        self, p: Pagination | None, page: _Page, response: httpx.Response, body: Any, count: int, what: str
+        self, p: Pagination | None, page: _Page, response: Answer, body: Any, count: int, what: str
     ) -> _Page | None:
         if p is None:
             return None
@@ -216,7 +215,7 @@ class ProfileReader:
             )
         return nxt
 
-    def _json(self, response: httpx.Response, what: str) -> Any:
+    def _json(self, response: Answer, what: str) -> Any:
         if not 200 <= response.status_code < 300:
             hint = (
                 " (redirects are not followed: check base_url and the path)" if response.is_redirect else ""

@@ -1,11 +1,11 @@
-"""The data calls' wire: aiohttp itself, answering `httpx.Response` objects (the adapter's vocabulary),
-without httpx's client pipeline on the per-call path.
+"""The data calls' wire: aiohttp itself, answering `Answer` objects (the part of `httpx.Response` the
+adapter uses), without httpx's client pipeline on the per-call path.
 
 A customer view waits for every system at once, so what a call costs on this side is on the view's
 critical path. Measured alone (bench/RESULTS.md): a call through httpx's client on aiohttp's transport
 costs about 0.3 ms of CPU more than aiohttp's own, most of it building and merging the request, the
 cookie jar and the response stream; five of them are a view's. Here a call is aiohttp's request, and its
-answer is read whole into an httpx.Response. What httpx's client did that matters is kept: the base URL
+answer is read whole into an `Answer`. What httpx's client did that matters is kept: the base URL
 joined as httpx joins it, no redirects followed, no cookies kept, transport failures raised as httpx's
 exceptions (so the caller's retry and error rules stay as they are). OAuth2 token requests still go
 through httpx's client (auth.py): they are rare.
@@ -14,6 +14,7 @@ through httpx's client (auth.py): they are rare.
 from __future__ import annotations
 
 import asyncio
+import json as stdlib_json
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +22,48 @@ import aiohttp
 import httpx
 import orjson
 from yarl import URL
+
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class Answer:
+    """A system's answer, read whole: status, headers and body, as `httpx.Response` names them.
+
+    Not an httpx.Response: building one runs the body through httpx's stream and content-decoder
+    machinery again (about 15 µs a call here, on the view's critical path), and its decoder would
+    undo a Content-Encoding that aiohttp has undone already (a gzipped answer failed with
+    DecodingError). The body here is as aiohttp gave it: decompressed."""
+
+    __slots__ = ("content", "headers", "status_code")
+
+    def __init__(self, status_code: int, headers: httpx.Headers, content: bytes):
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is not. orjson first; what it refuses and the standard
+        library reads (NaN, a UTF-16 body...) is read as before."""
+        try:
+            return orjson.loads(self.content)
+        except orjson.JSONDecodeError:
+            return stdlib_json.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+    @property
+    def is_redirect(self) -> bool:
+        return self.status_code in REDIRECTS and "location" in self.headers
+
+    @property
+    def links(self) -> dict[str | None, dict[str, str]]:
+        """The Link header, parsed as httpx parses it (rare: link-header pagination)."""
+        return httpx.Response(self.status_code, headers=self.headers).links
+
+    def __repr__(self) -> str:
+        return f"<Answer [{self.status_code}]>"
 
 
 class Wire:
@@ -67,7 +110,7 @@ class Wire:
         headers: Mapping[str, str] | None = None,
         json: Any = None,
         content: bytes | None = None,
-    ) -> httpx.Response:
+    ) -> Answer:
         target = self.url(url)
         data = content
         sent = dict(headers or {})
@@ -79,9 +122,7 @@ class Wire:
                 method, URL(target, encoded=True), headers=sent, data=data, allow_redirects=False
             ) as answer:
                 body = await answer.read()
-                # No httpx.Request: building one parses the URL again, per call; the answer's URL is
-                # `url(...)` of what was asked.
-                return httpx.Response(answer.status, headers=list(answer.raw_headers), content=body)
+                return Answer(answer.status, httpx.Headers(list(answer.raw_headers)), body)
         except asyncio.CancelledError:
             raise
         except aiohttp.ClientError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gzip
 import itertools
 import socket
 import time
@@ -61,6 +62,7 @@ class FakeSystem:
     events_waiting: int = 0
     event_reject_detail: str = "schema mismatch: data.offerId is required"
     echo_headers: bool = False  # a rejection quotes the request's credentials, as some servers do
+    gzip: bool = False  # batch answers gzipped (Content-Encoding: gzip) when the client accepts it
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -191,7 +193,11 @@ class FakeSystem:
 
     async def _members(self, request: Request) -> Response:
         ids = [k for k in request.query_params.get("ids", "").split(",") if k]
-        return JSONResponse({"items": self._found(ids), "count": len(ids)})
+        answer = JSONResponse({"items": self._found(ids), "count": len(ids)})
+        if self.gzip and "gzip" in request.headers.get("accept-encoding", ""):
+            body = gzip.compress(bytes(answer.body))
+            return Response(body, media_type="application/json", headers={"Content-Encoding": "gzip"})
+        return answer
 
     async def _search(self, request: Request) -> Response:
         body = await request.json()

@@ -52,6 +52,17 @@ async def test_a_batch_of_keys_is_one_request(system, base_url, make_adapter):
     assert parse_qs(hit.query)["ids"] == [",".join([*emails, "nobody@example.com"])]
 
 
+async def test_a_gzipped_answer_is_read(system, base_url, make_adapter):
+    """aiohttp asks for gzip and undoes it; the answer must not be decoded a second time."""
+    emails = seed(system, 2)
+    system.gzip = True
+    adapter = await make_adapter(
+        base_url, fetch={"batch": {"path": "/members?ids={keys}", "records": "items", "key_field": "email"}}
+    )
+    found = await adapter.fetch(emails)
+    assert found[emails[1]]["firstName"] == "M1"
+
+
 async def test_more_keys_than_max_batch_are_chunked(system, base_url, make_adapter):
     emails = seed(system, 5)
     adapter = await make_adapter(
