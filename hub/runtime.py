@@ -58,6 +58,8 @@ from hub.security.gate import Security
 from hub.store.db import create_engine, migrate
 
 log = logging.getLogger(__name__)
+# A close step reached after the shutdown deadline still gets this long (disposing the store is quick).
+CLOSE_STEP_MINIMUM = 0.5
 
 
 @dataclass(slots=True)
@@ -317,10 +319,12 @@ class Hub:
                 await self.bus.consume(flow.queue, self.handler_for(flow))
                 self._consuming.add(flow.queue)
 
-    async def close(self, step_timeout: float = 15.0) -> None:
+    async def close(self, step_timeout: float | None = None) -> None:
         """Stop in order: no new batch runs, no more publishing, no more consuming, then the store.
-        Each step has a deadline, so a stuck part cannot keep the process from stopping; what was
-        pending is logged (and stays in the outbox or its queue for the next start)."""
+        The steps share one deadline (HUB_SHUTDOWN_SECONDS; `step_timeout` caps each one), so a stuck
+        part, such as a broker that holds its connection open and never answers, cannot keep the
+        process from stopping; what was pending is logged (and stays in the outbox or its queue for the
+        next start). A step reached after the deadline still gets a moment: the store is disposed."""
         if not self._started:
             return
         self._started = False
@@ -339,16 +343,21 @@ class Hub:
             ("adapters", self.wiring.systems.close),
             ("store", self.engine.dispose),
         )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_seconds
         for name, stop in steps:
+            timeout = max(deadline - loop.time(), CLOSE_STEP_MINIMUM)
+            if step_timeout is not None:
+                timeout = min(timeout, step_timeout)
             task = asyncio.create_task(stop(), name=f"close:{name}")
-            done, _ = await asyncio.wait({task}, timeout=step_timeout)
+            done, _ = await asyncio.wait({task}, timeout=timeout)
             if not done:
                 task.cancel()
                 self.close_overruns.append(f"{name}:\n{_task_stacks()}")
                 log.error(
-                    "closing the %s took over %.0fs; going on. Tasks still running:\n%s",
+                    "closing the %s took over %.1fs; going on. Tasks still running:\n%s",
                     name,
-                    step_timeout,
+                    timeout,
                     _task_stacks(),
                 )
             elif task.exception() is not None:

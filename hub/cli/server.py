@@ -61,6 +61,8 @@ def serve(
     edge: dict[str, Any] = {
         "timeout_keep_alive": max(1, round(settings.keep_alive_seconds)),
         "ws_max_size": settings.max_body_bytes,
+        # Requests and websockets in flight at SIGTERM get this long; then the hub's parts close.
+        "timeout_graceful_shutdown": max(1, round(settings.shutdown_seconds)),
     }
     if settings.log_format == "json":  # uvicorn applies it in every worker process
         edge["log_config"] = logs.uvicorn_config(settings.log_format, log_level)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.config.shipped import PROJECT_ROOT, shipped_mappings
@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     reload_on_change: bool = True
     # How long adapters of a replaced mapping stay open for requests still running on them.
     reload_grace_seconds: float = 30.0
+    # A stopping hub (SIGTERM) waits at most this long for requests and websockets in flight, then at
+    # most this long again for its parts to close (relay, consumers, bus, store): within an orchestrator's
+    # usual 30 s grace even when the broker has gone silent.
+    shutdown_seconds: float = Field(default=10.0, gt=0)
     # The hub's own address as customers reach it: the base of the links in outbound messages (the
     # response link that records an answer, the unsubscribe link).
     public_url: str = "http://127.0.0.1:8000"
