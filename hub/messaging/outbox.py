@@ -4,25 +4,18 @@
 `OutboxRelay` publishes unsent rows in order, with confirms, and marks them sent. A broker outage
 delays events (the relay backs off and tries again); it never loses them. A crash between publish
 and mark-sent publishes again: consumers are idempotent on the event id.
-
-The relay keeps several windows of publishes in flight: under a constant load RabbitMQ confirms a
-persistent message only once its batched fsync ran, a few hundred milliseconds later (measured: confirm
-p50 160-900 ms at 500 events/s, bench/RESULTS.md), and a relay that waited for each window's confirms
-before reading the next held every new event back that long. Windows are published in order and settled
-(marked sent) in order; a failure marks only the prefix before it and starts again from there.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.events import CloudEvent, utcnow
 from hub.messaging.bus.base import Bus, BusError, Unroutable, topic_matches
@@ -37,8 +30,6 @@ log = logging.getLogger(__name__)
 # Any constant will do: it names the relay's lock on PostgreSQL, so one relay publishes at a time
 # across hub processes and per-customer order is kept.
 RELAY_LOCK = 7301002
-# Windows of publishes awaiting their confirms at once; the next read waits for the oldest beyond it.
-WINDOWS_IN_FLIGHT = 16
 
 
 class Outbox:
@@ -130,10 +121,12 @@ class OutboxRelay:
         backoff = 0.05
         while True:
             try:
-                await self._pipeline()
+                sent = await self.relay_once()
                 self.last_error = None
                 backoff = 0.05
-                # Everything read was published and settled; a commit since has woken us already.
+                if sent >= self._batch:
+                    continue  # a full round: more is waiting
+                # Otherwise the round took all there was; a commit during it has woken us already.
             except BusError as exc:
                 self.behind = False
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -193,134 +186,54 @@ class OutboxRelay:
         return [outcome[row.seq] for row in rows]
 
     async def relay_once(self) -> int:
-        """Publish one batch of unsent events in order and wait for its confirms; returns how many were
-        handled. (One round on its own: bench/history.py times it. The running relay pipelines.)"""
-        async with reading(self._engine).connect() as conn:
-            if not await self._lock(conn):
-                return 0
-            try:
-                rows = await self._read(conn)
-                if not rows:
+        """Publish one batch of unsent events in order; returns how many were handled."""
+        async with self._engine.begin() as tx:
+            if tx.dialect.name == "postgresql":
+                got = (await tx.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({RELAY_LOCK})")).scalar()
+                if not got:
                     return 0
-                done, failure = await self._settle(conn, rows, await self._publish(rows))
-            finally:
-                await self._unlock(conn)
+            rows = (
+                await tx.execute(
+                    select(outbox.c.seq, outbox.c.type, outbox.c.body)
+                    .where(outbox.c.sent_at.is_(None))
+                    .order_by(outbox.c.seq)
+                    .limit(self._batch)
+                )
+            ).all()
+            # Known as soon as the round is read: writers are ahead of the relay.
+            self.behind = len(rows) >= self._behind_at
+            if not rows:
+                return 0
+            done: list[int] = []
+            unroutable: dict[int, str] = {}
+            failure: BusError | None = None
+            for row, outcome in zip(rows, await self._publish(rows), strict=True):
+                if isinstance(outcome, Unroutable):
+                    # A type no flow subscribes to: record it for operators, don't block the rest.
+                    unroutable[row.seq] = f"unroutable: {outcome}"
+                elif outcome is not None:
+                    # Stop here: only the prefix before it is marked sent. The broker fails a
+                    # window as a whole in practice (a lost connection, a refusal); one it confirmed
+                    # after the failed one is published again, a duplicate consumers ignore.
+                    failure = outcome
+                    break
+                done.append(row.seq)
+            now = utcnow()
+            if done:
+                await tx.execute(update(outbox).where(outbox.c.seq.in_(done)).values(sent_at=now))
+                metrics.relayed(len(done))
+            for seq, reason in unroutable.items():
+                await tx.execute(update(outbox).where(outbox.c.seq == seq).values(last_error=reason))
+                log.warning("outbox event %s %s", seq, reason)
+            if failure is not None:
+                await tx.execute(
+                    update(outbox)
+                    .where(outbox.c.seq == rows[len(done)].seq)
+                    .values(attempts=outbox.c.attempts + 1, last_error=str(failure))
+                )
         if failure is not None:
             raise failure
-        return done
-
-    async def _pipeline(self) -> None:
-        """Publish while there is anything to publish: read a window, publish it without waiting for
-        its confirms, read the next as soon as a commit wakes us; settle windows oldest first as their
-        confirms come in. Returns when everything read is settled and nothing more is waiting. Raises
-        the first failure, after marking the prefix before it (a later window's rows stay unsent and
-        are read again, in order, on the next call)."""
-        windows: collections.deque[tuple[Sequence[Any], asyncio.Task[list[BusError | None]]]] = (
-            collections.deque()
-        )
-        async with reading(self._engine).connect() as conn:  # autocommit: each statement commits
-            if not await self._lock(conn):
-                return
-            try:
-                while True:
-                    self._wake.clear()  # a commit from here on wakes the next read
-                    rows: Sequence[Any] = []
-                    if len(windows) < WINDOWS_IN_FLIGHT:
-                        in_flight = None  # the seq range of the windows (a late straggler's may be below)
-                        if windows:
-                            seqs = [(w[0].seq, w[-1].seq) for w, _ in windows]
-                            in_flight = (min(lo for lo, _ in seqs), max(hi for _, hi in seqs))
-                        rows = await self._read(conn, in_flight)
-                    if rows:
-                        windows.append((rows, asyncio.create_task(self._publish(rows))))
-                        continue
-                    if not windows:
-                        return
-                    oldest = windows[0][1]
-                    if len(windows) < WINDOWS_IN_FLIGHT:
-                        woken = asyncio.ensure_future(self._wake.wait())
-                        await asyncio.wait({oldest, woken}, return_when=asyncio.FIRST_COMPLETED)
-                        woken.cancel()
-                    else:
-                        await asyncio.wait({oldest})
-                    while windows and windows[0][1].done():
-                        rows, task = windows.popleft()
-                        _, failure = await self._settle(conn, rows, task.result())
-                        if failure is not None:
-                            raise failure
-            finally:
-                for _, task in windows:  # published or not, unsettled rows stay unsent: read again
-                    task.cancel()
-                await asyncio.gather(*(task for _, task in windows), return_exceptions=True)
-                await self._unlock(conn)
-
-    async def _lock(self, conn: AsyncConnection) -> bool:
-        """This process's relay is the one publishing (PostgreSQL: a session lock, held while windows
-        are in flight; released when the relay has nothing more to do, or with a broken connection)."""
-        if conn.dialect.name != "postgresql":
-            return True
-        got = bool((await conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({RELAY_LOCK})")).scalar())
-        await conn.commit()
-        return got
-
-    async def _unlock(self, conn: AsyncConnection) -> None:
-        if conn.dialect.name != "postgresql":
-            return
-        try:
-            await conn.rollback()  # a failed statement leaves the connection's transaction aborted
-            await conn.exec_driver_sql(f"SELECT pg_advisory_unlock({RELAY_LOCK})")
-            await conn.commit()
-        except Exception:  # the lock must not outlive this round: a connection we cannot clear is dropped
-            await conn.invalidate()
-
-    async def _read(self, conn: AsyncConnection, in_flight: tuple[int, int] | None = None) -> Sequence[Any]:
-        """The next unsent rows in order, past the seq range of the windows `in_flight`. A row below
-        that range (a transaction that took its seq earlier and committed later) is read too: it goes
-        out late, as it would have in any round after it became visible."""
-        query = select(outbox.c.seq, outbox.c.type, outbox.c.body).where(outbox.c.sent_at.is_(None))
-        if in_flight is not None:
-            query = query.where(or_(outbox.c.seq < in_flight[0], outbox.c.seq > in_flight[1]))
-        rows = (await conn.execute(query.order_by(outbox.c.seq).limit(self._batch))).all()
-        await conn.commit()
-        # Known as soon as a read is done: writers are ahead of the relay.
-        self.behind = len(rows) >= self._behind_at
-        return rows
-
-    async def _settle(
-        self, conn: AsyncConnection, rows: Sequence[Any], outcomes: Sequence[BusError | None]
-    ) -> tuple[int, BusError | None]:
-        """Mark a window's rows by their publishes' outcomes; how many were handled, and the failure
-        that stopped it (only the prefix before the failed row is marked sent)."""
-        done: list[int] = []
-        unroutable: dict[int, str] = {}
-        failure: BusError | None = None
-        for row, outcome in zip(rows, outcomes, strict=True):
-            if isinstance(outcome, Unroutable):
-                # A type no flow subscribes to: record it for operators, don't block the rest.
-                unroutable[row.seq] = f"unroutable: {outcome}"
-            elif outcome is not None:
-                # Stop here: only the prefix before it is marked sent. The broker fails a
-                # window as a whole in practice (a lost connection, a refusal); one it confirmed
-                # after the failed one is published again, a duplicate consumers ignore.
-                failure = outcome
-                break
-            done.append(row.seq)
-        now = utcnow()
-        if done:
-            await conn.execute(update(outbox).where(outbox.c.seq.in_(done)).values(sent_at=now))
-            metrics.relayed(len(done))
-        for seq, reason in unroutable.items():
-            await conn.execute(update(outbox).where(outbox.c.seq == seq).values(last_error=reason))
-            log.warning("outbox event %s %s", seq, reason)
-        if failure is not None:
-            self.behind = False
-            await conn.execute(
-                update(outbox)
-                .where(outbox.c.seq == rows[len(done)].seq)
-                .values(attempts=outbox.c.attempts + 1, last_error=str(failure))
-            )
-        await conn.commit()
-        return len(done), failure
+        return len(done)
 
 
 def _worse(a: BusError | None, b: BusError | None) -> BusError | None:
