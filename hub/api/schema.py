@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
@@ -257,13 +258,12 @@ class Mutation(OperatorMutations):  # replayDeadLetters, runFlow: hub.api.report
             for e in events
         ]
         await info.context.act_on_contact(str(contact_id))
-        recorded = await info.context.wiring.events.record(str(contact_id), items)
-        if recorded.decisions_error is not None:
-            info.context.unavailable(recorded.decisions_error, [*info.path.as_list(), "nextBestActions"])
+        service = info.context.wiring.events
+        recorded = await service.record(str(contact_id), items, decide=False)  # NBAs only when selected
         return RecordContactEventsPayload(
             accepted=len(recorded.events),
             event_ids=[strawberry.ID(e.id) for e in recorded.events],
-            next_best_actions=[NextBestAction.of(n) for n in recorded.next_best_actions],
+            decide=functools.partial(service.decide, recorded),
         )
 
     @strawberry.mutation(description="End a contact, with an optional outcome.")

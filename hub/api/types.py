@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, cast
 
@@ -12,6 +13,7 @@ from strawberry.types import Info
 from hub import model
 from hub.api.context import Context, check_limit
 from hub.config.mapping import FlowMode
+from hub.core.events import Recorded
 from hub.core.flows import FlowStatus
 from hub.core.leads import Campaign as CampaignView
 from hub.model import (
@@ -361,7 +363,15 @@ class ContactEventInput:
 class RecordContactEventsPayload:
     accepted: int
     event_ids: list[strawberry.ID]
-    next_best_actions: list[NextBestAction]
+    # CM's ranking after the events, run only when the caller selects nextBestActions.
+    decide: strawberry.Private[Callable[[], Awaitable[Recorded]]]
+
+    @strawberry.field
+    async def next_best_actions(self, info: Info[Context, None]) -> list[NextBestAction]:
+        decided = await self.decide()
+        if decided.decisions_error is not None:
+            info.context.unavailable(decided.decisions_error, info.path.as_list())
+        return [NextBestAction.of(n) for n in decided.next_best_actions]
 
 
 @strawberry.type(description="One destination queue as operators see it.")

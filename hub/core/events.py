@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -36,6 +36,8 @@ class Recorded:
     next_best_actions: list[NextBestAction]
     # Set when the decision engine could not answer: the events are recorded all the same.
     decisions_error: SystemUnavailable | None = None
+    # Whose NBAs reflect the events (recorded with decide=False: not decided yet, see `decide`).
+    request: DecisionRequest | None = None
 
 
 class EventService:
@@ -59,7 +61,11 @@ class EventService:
         self._committed = committed
         self._pace = pace
 
-    async def record(self, contact_id: str, inputs: Sequence[EventInput], nba_limit: int = 3) -> Recorded:
+    async def record(
+        self, contact_id: str, inputs: Sequence[EventInput], nba_limit: int = 3, *, decide: bool = True
+    ) -> Recorded:
+        """Validate and store the events; with `decide`, the NBAs that reflect them too (a caller that
+        does not ask for them, e.g. a channel reporting what it showed, leaves CM's ranking undone)."""
         if len(inputs) > self._max_events:
             raise TooManyEvents(
                 f"at most {self._max_events} events per call, got {len(inputs)}", limit=self._max_events
@@ -102,14 +108,20 @@ class EventService:
                 ],
             )
         self._committed(self._decisions.system, [])  # wakes the relay; CM's data changes on consume
-        # CM consumes the events from the bus; until it has, they are passed along as pending, so the
-        # answer already reflects them.
         request = DecisionRequest(contact.customer_id, contact.channel, nba_limit)
+        recorded = Recorded(events, [], None, request)
+        return await self.decide(recorded) if decide else recorded
+
+    async def decide(self, recorded: Recorded) -> Recorded:
+        """The NBAs after the recorded events. CM consumes the events from the bus; until it has, they
+        are passed along as pending, so the answer already reflects them."""
+        request = recorded.request
+        assert request is not None
         try:
-            nbas = await self._decisions.decide_one(request, pending=events)
-        except SystemUnavailable as exc:
-            return Recorded(events, self._decisions.fallback(request), exc)  # the defaults, and the error
-        return Recorded(events, nbas)
+            nbas = await self._decisions.decide_one(request, pending=recorded.events)
+        except SystemUnavailable as exc:  # the defaults, and the error
+            return replace(recorded, next_best_actions=self._decisions.fallback(request), decisions_error=exc)
+        return replace(recorded, next_best_actions=nbas)
 
 
 def _names_offers(inputs: Sequence[EventInput]) -> bool:

@@ -129,3 +129,23 @@ async def test_a_subscriber_gets_cms_late_decision_after_the_defaults(server, hu
                 await ws.send(json.dumps({"id": "1", "type": "complete"}))
     finally:
         await slow.restore()
+
+
+async def test_recording_events_asks_cm_only_when_the_answer_selects_nbas(client, hub):
+    started = (await gql(client, START, {"input": {
+        "channel": "WEBSITE", "identification": {"email": "report.only@example.com"}}}))["startContact"]
+    await hub.settle()
+    slow = SlowCM(hub)
+    try:
+        event = [{"type": "PROPOSITION_SHOWN", "offerId": started["nextBestActions"][0]["offerId"]}]
+        report_only = """mutation($c: ID!, $e: [ContactEventInput!]!) {
+          recordContactEvents(contactId: $c, events: $e) { accepted eventIds } }"""
+        reported = await gql(client, report_only, {"c": started["contact"]["id"], "e": event})
+        assert reported["recordContactEvents"]["accepted"] == 1
+        assert slow.asked == 0, "CM ranked for an answer that did not ask for NBAs"
+
+        recorded = await gql(client, RECORD, {"c": started["contact"]["id"], "e": event})
+        assert slow.asked == 1
+        assert is_fallback(recorded["recordContactEvents"]["nextBestActions"])  # CM gated: past the budget
+    finally:
+        await slow.restore()
