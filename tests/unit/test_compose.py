@@ -422,3 +422,14 @@ def test_dockerignore_keeps_local_state_out():
     assert {".venv", "var", ".git", "__pycache__", ".pytest_cache", ".ruff_cache"} <= patterns
     # Nothing the image build copies may be ignored.
     assert not patterns & {"hub", "adapters", "mappings", "pyproject.toml"}
+
+
+def test_compose_waits_for_the_hubs_shutdown_before_killing_it(services):
+    """SIGTERM gives requests in flight HUB_SHUTDOWN_SECONDS, then the parts as long again: Compose's
+    grace (default 10 s) must cover both, or a stopping hub is killed mid-close."""
+    hub = services["hub"]
+    grace = re.fullmatch(r"(\d+)s", str(hub.get("stop_grace_period", "10s")))
+    assert grace is not None, hub.get("stop_grace_period")
+    env = {k: resolve(v) for k, v in (hub.get("environment") or {}).items()}
+    shutdown = float(env.get("HUB_SHUTDOWN_SECONDS") or Settings.model_fields["shutdown_seconds"].default)
+    assert int(grace.group(1)) > 2 * shutdown
