@@ -13,6 +13,11 @@ from collections.abc import AsyncIterator
 import aio_pika
 import asyncpg
 
+from hub.config import SHIPPED_MAPPINGS
+from hub.core.privacy import queue_of
+from hub.model import HUB_SYSTEM
+from hub.registry import load_mapping
+
 POSTGRES_URL = os.environ.get("HUB_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 RABBITMQ_URL = os.environ.get("HUB_BENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -48,14 +53,21 @@ async def fresh_namespace(*queues: str) -> AsyncIterator[str]:
         await delete_namespace(namespace, queues)
 
 
+def hub_queues() -> list[str]:
+    """Every durable queue the shipped deployment declares: the dead letters, each flow's, and each system's
+    privacy queue (and the hub's own). Each is a quorum queue: one left behind per run piles up in the
+    broker (hundreds of them slowed RabbitMQ 3.10 down until it stopped opening connections)."""
+    mapping, _ = load_mapping(SHIPPED_MAPPINGS)
+    return ["dead-letters", *(f.queue for f in mapping.flows),
+            *(queue_of(system) for system in (HUB_SYSTEM, *mapping.systems))]
+
+
 async def delete_namespace(namespace: str, queues: tuple[str, ...] = ()) -> None:
     """Every queue and exchange named `<namespace>.…` (the management API is not assumed: the names the
     hub declares, and `queues`, are tried, each on a channel of its own since a missing one closes it)."""
     connection = await aio_pika.connect(RABBITMQ_URL)
     try:
-        names = ["dead-letters", "flow.contact-events-to-cm", "flow.customers-to-cm",
-                 "flow.request-status-to-cm", *queues]
-        for name in names:
+        for name in dict.fromkeys([*hub_queues(), *queues]):
             with contextlib.suppress(Exception):
                 async with connection.channel() as ch:
                     await ch.queue_delete(f"{namespace}.{name}")
