@@ -229,16 +229,11 @@ class Mutation(OperatorMutations):  # replayDeadLetters, runFlow: hub.api.report
             may_merge=context.principal.allows(IDENTITY_MERGE),
             blocked=context.hub.settings.blocked_values,
         )
-        customer = await _customer(info, started.customer_id)
-        assert customer is not None, "a started contact's customer exists"
-        nbas = await info.context.next_best_actions(
-            DecisionRequest(started.customer_id, input.channel, 3), [*info.path.as_list(), "nextBestActions"]
-        )
         return StartContactPayload(
             contact=Contact.of(started.contact),
-            customer=customer,
+            customer_id=started.customer_id,
+            channel=input.channel,
             created=started.created,
-            next_best_actions=[NextBestAction.of(n) for n in nbas],
             unlinked_keys=[KEY_NAMES.get(str(k.kind), str(k.kind)) for k in started.unlinked],
         )
 

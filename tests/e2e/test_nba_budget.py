@@ -149,3 +149,39 @@ async def test_recording_events_asks_cm_only_when_the_answer_selects_nbas(client
         assert is_fallback(recorded["recordContactEvents"]["nextBestActions"])  # CM gated: past the budget
     finally:
         await slow.restore()
+
+
+async def test_starting_a_contact_reads_the_view_and_asks_cm_only_when_the_answer_selects_them(client, hub):
+    sources = hub.systems.all("profile_source")
+    reads: list[str] = []
+    real = {name: source.fetch for name, source in sources.items()}
+
+    def counted(name):
+        async def fetch(keys):
+            reads.append(name)
+            return await real[name](keys)
+        return fetch
+
+    for name, source in sources.items():
+        source.fetch = counted(name)
+    slow = SlowCM(hub)
+    try:
+        contact_only = """mutation($e: String!) {
+          startContact(input: {channel: WEBSITE, identification: {email: $e}}) { created contact { id } } }"""
+        started = (await gql(client, contact_only, {"e": "contact.only@example.com"}))["startContact"]
+        assert started["created"] and started["contact"]["id"].startswith("con_")
+        assert slow.asked == 0, "CM ranked for an answer that did not ask for NBAs"
+        assert reads == [], "the view was read for an answer that did not ask for the customer"
+
+        answered = await gql(client, START, {"input": {
+            "channel": "WEBSITE", "identification": {"email": "contact.only@example.com"}}})
+        whole = answered["startContact"]
+        assert not whole["created"] and whole["customer"]["id"]
+        assert sorted(set(reads)) == sorted(sources), "the view reads every profile source once asked"
+        assert slow.asked == 1
+        assert whole["nextBestActions"] and all(n["decisionId"].startswith("fallback:")
+                                                for n in whole["nextBestActions"])  # CM gated
+    finally:
+        for name, source in sources.items():
+            source.fetch = real[name]
+        await slow.restore()
