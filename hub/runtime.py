@@ -17,6 +17,7 @@ from hub.config.checks import HUB_SOURCE
 from hub.config.loader import Located, MappingError
 from hub.config.mapping import Flow, FlowMode, HubMapping
 from hub.config.settings import Settings
+from hub.core.coalesce import Coalescer
 from hub.core.consents import ConsentService
 from hub.core.contacts import ContactService
 from hub.core.decisions import Decisions
@@ -38,7 +39,7 @@ from hub.messaging.pacing import Pacing
 from hub.messaging.reactions import ChangeReactions
 from hub.messaging.retention import Retention
 from hub.messaging.scheduler import Scheduler
-from hub.model import HUB_SYSTEM
+from hub.model import HUB_SYSTEM, CustomerView, DecisionRequest, NextBestAction
 from hub.ports import PrivacyHandler, ports_of
 from hub.registry import Systems, build_systems, load_mapping
 from hub.roles import (
@@ -85,6 +86,13 @@ class Wiring:
     privacy: PrivacyService | None = None  # erasure and export, fanned out to every system
     consents: ConsentService | None = None  # None unless a system plays consent_registry
     reporting: Reporting | None = None  # reports from the systems that own the facts (hub.core.reporting)
+    # startContact's answers, batched across the contacts a group commit started together.
+    started_views: Coalescer[str, CustomerView | None] = field(init=False)
+    started_nbas: Coalescer[DecisionRequest, list[NextBestAction]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.started_views = Coalescer(self.views.load_many)
+        self.started_nbas = Coalescer(self.decisions.decide_each)
 
 
 class Hub:

@@ -71,6 +71,11 @@ _CUSTOMERS = select(crm_customers).where(crm_customers.c.id.in_(bindparam("ids",
 _NEW_CUSTOMER = PerDialect(
     lambda insert: insert(crm_customers).on_conflict_do_nothing(index_elements=[crm_customers.c.id])
 )
+_NEW_CUSTOMERS = PerDialect(  # the ids inserted come back: the others exist already
+    lambda insert: insert(crm_customers)
+    .on_conflict_do_nothing(index_elements=[crm_customers.c.id])
+    .returning(crm_customers.c.id)
+)
 _NEW_CONTACT = crm_contacts.insert()
 
 SALE_EVENT = "contact.response"  # through a flow to the CRM: an ACCEPTED response closes a sale
@@ -83,7 +88,8 @@ class CRMConfig(AdapterConfig):
 class BuiltinCRM:
     """Entry point `builtin-crm`."""
 
-    # Also RequestReports (request_counts): not a role's port, so not in `ports`.
+    # Also RequestReports (request_counts) and BatchContactRegistry (upsert_customers,
+    # register_contacts): not roles' ports, so not in `ports`.
     ports: ClassVar[tuple[type, ...]] = (
         ProfileSource, ContactRegistry, RequestRegistry, EventConsumer, PrivacyHandler, ConsentRegistry
     )
@@ -158,16 +164,40 @@ class BuiltinCRM:
         )
         return None  # the built-in CRM shares the hub's golden ids: no key of its own to link
 
+    # BatchContactRegistry: the contacts the hub starts together, in one statement per step
+    async def upsert_customers(self, tx: Tx, facts: Sequence[CustomerFacts]) -> list[str | None]:
+        now = utcnow()
+        # New customers (most of them) in one statement; one that exists already is read and merged.
+        inserted = {
+            r.id
+            for r in await tx.execute(
+                _NEW_CUSTOMERS(tx),
+                [
+                    {
+                        "id": f.customer_id,
+                        "name": f.name,
+                        "emails": list(dict.fromkeys(f.emails)),
+                        "phones": list(dict.fromkeys(f.phones)),
+                        "attributes": dict(f.attributes),
+                        "products": [],
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for f in sorted(facts, key=lambda f: f.customer_id)  # one lock order for everyone
+                ],
+            )
+        }
+        for f in facts:
+            if f.customer_id not in inserted:
+                await self.upsert_customer(tx, f)
+        return [None for _ in facts]  # the built-in CRM shares the hub's golden ids
+
+    async def register_contacts(self, tx: Tx, contacts: Sequence[Contact]) -> None:
+        if contacts:
+            await tx.execute(_NEW_CONTACT, [_contact_row(c) for c in contacts])
+
     async def register_contact(self, tx: Tx, contact: Contact) -> None:
-        await tx.execute(
-            _NEW_CONTACT,
-            {
-                "id": contact.id,
-                "customer_id": contact.customer_id,
-                "channel": contact.channel.value,
-                "started_at": contact.started_at,
-            },
-        )
+        await tx.execute(_NEW_CONTACT, _contact_row(contact))
 
     async def end_contact(self, tx: Tx, contact: Contact) -> None:
         await tx.execute(
@@ -472,3 +502,12 @@ def _merged(row: Any, facts: CustomerFacts) -> tuple[Any, list[str], list[str], 
         list(dict.fromkeys([*row.phones, *facts.phones])),
         {**row.attributes, **facts.attributes},
     )
+
+
+def _contact_row(contact: Contact) -> dict[str, Any]:
+    return {
+        "id": contact.id,
+        "customer_id": contact.customer_id,
+        "channel": contact.channel.value,
+        "started_at": contact.started_at,
+    }

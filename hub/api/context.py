@@ -56,7 +56,7 @@ class Context:
         # for all the NBAs it asks for.
         self.customers = DataLoader(load_fn=self.wiring.views.load_many)
         self.contacts = DataLoader(load_fn=self.wiring.views.contacts_of)
-        self.nbas = DataLoader(load_fn=self._decide)
+        self.nbas = DataLoader(load_fn=self.wiring.decisions.decide_each)
         self.requests = DataLoader(load_fn=self._requests_of)
         self.consents = DataLoader(load_fn=self._consents_of)
 
@@ -89,16 +89,13 @@ class Context:
         found = await self.request_service().of_customers(customer_ids)
         return [list(found.get(cid, ())) for cid in customer_ids]
 
-    async def _decide(
-        self, requests: Sequence[DecisionRequest]
-    ) -> list[list[NextBestAction] | BaseException]:
-        try:
-            return list(await self.wiring.decisions.decide(list(requests)))
-        except SystemUnavailable as exc:
-            return [exc for _ in requests]
-
-    async def customer(self, customer_id: str, path: list[str | int]) -> CustomerView | None:
-        view = await self.customers.load(customer_id)
+    async def customer(
+        self, customer_id: str, path: list[str | int], *, together: bool = False
+    ) -> CustomerView | None:
+        """The customer's view (partial data said beside it). `together`: batched with other requests'
+        (hub.core.coalesce: for answers that are never kept)."""
+        loader = self.wiring.started_views if together else self.customers
+        view = await loader.load(customer_id)
         if view is None:
             return None
         for system, reason in sorted(view.unavailable.items()):
@@ -125,12 +122,12 @@ class Context:
         return view
 
     async def next_best_actions(
-        self, request: DecisionRequest, path: list[str | int]
+        self, request: DecisionRequest, path: list[str | int], *, together: bool = False
     ) -> list[NextBestAction]:
         """NBAs; when CM cannot answer, the default actions (marked fallback, maybe none) plus a
-        SYSTEM_UNAVAILABLE error beside the data."""
+        SYSTEM_UNAVAILABLE error beside the data. `together`: as for `customer`."""
         try:
-            return await self.nbas.load(request)
+            return await (self.wiring.started_nbas if together else self.nbas).load(request)
         except SystemUnavailable as exc:
             self.unavailable(exc, path)
             return self.wiring.decisions.fallback(request)

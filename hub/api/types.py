@@ -334,14 +334,14 @@ class SubmitRequestInput:
 
 
 async def _started_customer(root: StartContactPayload, info: Info[Context, None]) -> Customer:
-    view = await info.context.customer(root.customer_id, info.path.as_list())
+    view = await info.context.customer(root.customer_id, info.path.as_list(), together=True)
     assert view is not None, "a started contact's customer exists"
     return Customer.of(view)
 
 
 async def _started_nbas(root: StartContactPayload, info: Info[Context, None]) -> list[NextBestAction]:
     nbas = await info.context.next_best_actions(
-        DecisionRequest(root.customer_id, root.channel, 3), info.path.as_list()
+        DecisionRequest(root.customer_id, root.channel, 3), info.path.as_list(), together=True
     )
     return [NextBestAction.of(n) for n in nbas]
 

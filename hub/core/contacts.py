@@ -7,6 +7,7 @@ hub links as a key of kind <registry system name>.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections import defaultdict
@@ -38,7 +39,7 @@ from hub.events import (
 )
 from hub.messaging.outbox import Outbox
 from hub.model import HUB_SYSTEM, Channel, Contact, CustomerFacts, Key, KeyKind
-from hub.ports import ContactRegistry
+from hub.ports import BatchContactRegistry, ContactRegistry
 from hub.store.db import reading
 from hub.store.tables import contacts as contacts_table
 
@@ -52,6 +53,10 @@ RECENT_CONTACTS = 20
 _NEW_CONTACT = contacts_table.insert()  # built once: every startContact runs it
 
 
+# The most visits one transaction starts (group commit): bounds a group's statements and locks.
+GROUP_MOST = 32
+
+
 @dataclass(frozen=True, slots=True)
 class Started:
     contact: Contact
@@ -60,6 +65,36 @@ class Started:
     # Keys given but not linked: a placeholder value, or (for a caller that may not merge) a key of
     # another customer or one that would join a customer another key identifies.
     unlinked: tuple[Key, ...] = ()
+
+
+_Outcome = tuple[Started, list[Key], bool]  # the contact, the visitor's keys now linked, registry told
+
+
+@dataclass(eq=False, slots=True)
+class _Visit:
+    """One caller's startContact, waiting for its group."""
+
+    channel: Channel
+    keys: tuple[Key, ...]
+    name: str | None
+    may_merge: bool
+    answer: asyncio.Future[_Outcome] | None = None
+
+
+@dataclass(slots=True)
+class _Plan:
+    """Who a visit's customer is, from the keys found, and which keys to attach."""
+
+    visit: _Visit
+    found: dict[Key, str]
+    attach: list[Key]
+    customer_id: str
+    created: bool
+    unlinked: tuple[Key, ...]
+
+
+class _GroupFailed(Exception):
+    """The visit's group failed (perhaps for another visit): the visit is started on its own."""
 
 
 # Told, after commit, which customers' data a system changed (hub.messaging.reactions: this process's
@@ -92,6 +127,9 @@ class ContactService:
         self._known_keys: MutableMapping[Key, str] = known_keys if known_keys is not None else {}
         # Customers known to exist (the view's map): one started here exists, the view need not ask.
         self._known_customers: MutableMapping[str, bool] = {} if known_customers is None else known_customers
+        # Group commit: visits wait here while a group's transaction runs, and go together in the next.
+        self._waiting: list[_Visit] = []
+        self._group: asyncio.Task[None] | None = None
 
     async def start(
         self,
@@ -127,93 +165,161 @@ class ContactService:
         name = name.strip() if name else None
         if name is not None and not (0 < len(name) <= 200):
             raise BadInput("name must be 1 to 200 characters", field="name")
-        # Two first contacts with the same new key race to create the customer: the loser retries and
-        # finds the winner's customer.
-        for attempt in range(3):
-            try:
-                started, mine, told = await self._start_once(channel, keys, name, may_merge)
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-                continue
-            # The registry's profile of the customer changed when it was told facts; a contact alone
-            # changes the hub's own data (the view's contacts), and the registry's cached profile stays.
-            self._committed(self._registry_system if told else HUB_SYSTEM, [started.customer_id])
-            self._known_customers[started.customer_id] = True
-            for key in mine:  # committed: the visitor's next contact need not look them up
-                self._known_keys[key] = started.customer_id
-            if refused:
-                started = replace(started, unlinked=(*refused, *started.unlinked))
-            return started
-        raise AssertionError("unreachable")
+        started, mine, told = await self._start_visit(_Visit(channel, tuple(keys), name, may_merge))
+        # The registry's profile of the customer changed when it was told facts; a contact alone
+        # changes the hub's own data (the view's contacts), and the registry's cached profile stays.
+        self._committed(self._registry_system if told else HUB_SYSTEM, [started.customer_id])
+        self._known_customers[started.customer_id] = True
+        for key in mine:  # committed: the visitor's next contact need not look them up
+            self._known_keys[key] = started.customer_id
+        if refused:
+            started = replace(started, unlinked=(*refused, *started.unlinked))
+        return started
 
-    async def _start_once(
-        self, channel: Channel, keys: Sequence[Key], name: str | None, may_merge: bool
-    ) -> tuple[Started, list[Key], bool]:
+    async def _start_visit(self, visit: _Visit) -> _Outcome:
+        """Start the contact in the next group (group commit); alone when its group failed. Two first
+        contacts with the same new key (in different groups or processes) race to create the customer:
+        the loser retries alone and finds the winner's customer."""
+        raced = 0
+        try:
+            return await self._in_group(visit)
+        except IntegrityError:
+            raced = 1
+        except _GroupFailed:
+            pass  # another visit's failure, or the group's: this one is tried on its own
+        while True:
+            try:
+                return (await self._start_group([visit]))[0]
+            except IntegrityError:
+                raced += 1
+                if raced >= 3:
+                    raise
+
+    async def _in_group(self, visit: _Visit) -> _Outcome:
+        visit.answer = asyncio.get_running_loop().create_future()
+        self._waiting.append(visit)
+        self._next_group()
+        return await visit.answer  # a caller that goes away cancels it: a group not yet run skips it
+
+    def _next_group(self) -> None:
+        """Start the waiting visits as one group, unless a group is running (it starts the next when it
+        ends): alone when the hub is quiet, together under load. Visits that share a key wait for the
+        next group, so that no two visits in a group create the same customer."""
+        if self._group is not None or not self._waiting:
+            return
+        group: list[_Visit] = []
+        later: list[_Visit] = []
+        taken: set[Key] = set()
+        for visit in self._waiting:
+            if visit.answer is not None and visit.answer.done():
+                continue  # its caller went away
+            if len(group) < GROUP_MOST and taken.isdisjoint(visit.keys):
+                group.append(visit)
+                taken.update(visit.keys)
+            else:
+                later.append(visit)
+        self._waiting = later
+        if group:
+            self._group = asyncio.create_task(self._run_group(group), name="start-contact-group")
+
+    async def _run_group(self, group: list[_Visit]) -> None:
+        try:
+            outcomes = await self._start_group(group)
+        except asyncio.CancelledError:
+            for visit in group:
+                _settle(visit, cancel=True)
+            raise
+        except Exception as exc:
+            # One visit alone gets its own error; a group's failure (perhaps one visit's) sends each
+            # visit to be started on its own, so the others are not failed by it.
+            for visit in group:
+                _settle(visit, error=exc if len(group) == 1 else _GroupFailed())
+        else:
+            for visit, outcome in zip(group, outcomes, strict=True):
+                _settle(visit, outcome=outcome)
+        finally:
+            self._group = None
+            self._next_group()
+
+    async def _start_group(self, visits: Sequence[_Visit]) -> list[_Outcome]:
+        """Identify (or create) each visit's customer and register its contact, all in one transaction:
+        one statement per step for the group (the look-up, the new customers, the keys, the contacts,
+        the events), the registry told per customer."""
         async with self._engine.begin() as tx:
             # A key once linked stays with its customer: only keys not seen linked before are looked up.
             known = self._known_keys
-            found = {k: known[k] for k in keys if k in known}
-            unsure = [k for k in keys if k not in found]
-            if unsure:
-                found.update(await self._graph.lookup(tx, unsure))
-            owners = set(found.values())
-            joins = len(owners) > 1 or (len(owners) == 1 and len(found) < len(keys))
-            attach = list(keys)
-            if joins and not may_merge:
-                anchor = _weakest(keys)
-                attach = [anchor]
-                found = {anchor: found[anchor]} if anchor in found else {}
-            customer_id = _strongest(found)
-            created = customer_id is None
-            if customer_id is None:
-                customer_id = new_customer_id()
-                await self._graph.create(tx, customer_id)
-            linked = await self._graph.link(tx, customer_id, [k for k in attach if k not in found])
-            if created and len(linked) < len(attach):
-                raise IntegrityError("first contact raced with another", None, Exception("key taken"))
-            unlinked = tuple(k for k in keys if k not in attach)
-            mine = [k for k in keys if found.get(k) == customer_id or k in linked]
-            facts = _facts(customer_id, name, mine, {})
-            told = bool(created or linked or name)  # a returning visitor with nothing new: it knows
-            if told:
-                await self._tell_registry(tx, facts)
-            contact = Contact(
-                id=f"con_{uuid.uuid4().hex[:20]}",
-                customer_id=customer_id,
-                channel=channel,
-                started_at=utcnow(),
+            unsure = list(dict.fromkeys(k for v in visits for k in v.keys if k not in known))
+            looked = await self._graph.lookup(tx, unsure) if unsure else {}
+            plans = [_plan(v, {k: known[k] if k in known else looked[k] for k in v.keys
+                                if k in known or k in looked}) for v in visits]
+            await self._graph.create_many(tx, [p.customer_id for p in plans if p.created])
+            linked = await self._graph.link_many(
+                tx, [(p.customer_id, k) for p in plans for k in p.attach if k not in p.found]
             )
-            await tx.execute(
-                _NEW_CONTACT,
-                {
-                    "id": contact.id,
-                    "customer_id": customer_id,
-                    "channel": channel.value,
-                    "started_at": contact.started_at,
-                },
-            )
-            await self._registry.register_contact(tx, contact)
-            events = [
-                make(
+            now = utcnow()
+            outcomes: list[_Outcome] = []
+            contacts: list[Contact] = []
+            events: list[CloudEvent] = []
+            mine_of: list[list[Key]] = []
+            told_of: list[CustomerFacts | None] = []
+            for p in plans:
+                mine_new = [k for k in p.attach if k not in p.found and k in linked]
+                if p.created and len(mine_new) < len(p.attach):
+                    raise IntegrityError("first contact raced with another", None, Exception("key taken"))
+                mine = [k for k in p.visit.keys if p.found.get(k) == p.customer_id or k in mine_new]
+                mine_of.append(mine)
+                # A returning visitor with nothing new: the registry knows it all.
+                told = p.created or bool(mine_new) or bool(p.visit.name)
+                told_of.append(_facts(p.customer_id, p.visit.name, mine, {}) if told else None)
+            await self._tell_registry_many(tx, [f for f in told_of if f is not None])
+            for p, mine, facts in zip(plans, mine_of, told_of, strict=True):
+                contact = Contact(
+                    id=f"con_{uuid.uuid4().hex[:20]}",
+                    customer_id=p.customer_id,
+                    channel=p.visit.channel,
+                    started_at=now,
+                )
+                contacts.append(contact)
+                events.append(make(
                     CONTACT_STARTED,
                     ContactStarted(
                         contactId=contact.id,
-                        customerId=customer_id,
-                        channel=channel,
+                        customerId=p.customer_id,
+                        channel=contact.channel,
                         startedAt=contact.started_at,
                     ),
                     source=self._source,
-                    subject=customer_id,
+                    subject=p.customer_id,
                     correlationid=contact.id,
-                )
-            ]
-            if told:
-                events.append(
-                    self._customer_event(CUSTOMER_CREATED if created else CUSTOMER_UPDATED, facts, contact.id)
-                )
-            await self._record(tx, customer_id, events)
-        return Started(contact, customer_id, created, unlinked), mine, told
+                ))
+                if facts is not None:
+                    events.append(self._customer_event(
+                        CUSTOMER_CREATED if p.created else CUSTOMER_UPDATED, facts, contact.id
+                    ))
+                started = Started(contact, p.customer_id, p.created, p.unlinked)
+                outcomes.append((started, mine, facts is not None))
+            await tx.execute(_NEW_CONTACT, [
+                {"id": c.id, "customer_id": c.customer_id, "channel": c.channel.value,
+                 "started_at": c.started_at}
+                for c in contacts
+            ])
+            if isinstance(self._registry, BatchContactRegistry):
+                await self._registry.register_contacts(tx, contacts)
+            else:
+                for contact in contacts:
+                    await self._registry.register_contact(tx, contact)
+            await self._outbox.add(tx, events)
+        return outcomes
+
+    async def _tell_registry_many(self, tx: Tx, told: Sequence[CustomerFacts]) -> None:
+        if len(told) > 1 and isinstance(self._registry, BatchContactRegistry):
+            own_ids = await self._registry.upsert_customers(tx, told)
+            for facts, own_id in zip(told, own_ids, strict=True):
+                if own_id:
+                    await self._graph.link(tx, facts.customer_id, [Key(self._registry_system, str(own_id))])
+            return
+        for facts in told:
+            await self._tell_registry(tx, facts)
 
     async def _tell_registry(self, tx: Tx, facts: CustomerFacts) -> None:
         own_id = await self._registry.upsert_customer(tx, facts)
@@ -347,6 +453,48 @@ class ContactService:
             subject=facts.customer_id,
             correlationid=contact_id,
         )
+
+
+def _plan(visit: _Visit, found: dict[Key, str]) -> _Plan:
+    """The visit's customer: the strongest key's. Keys given together are joined to it when the caller
+    may merge; otherwise only the weakest key is attached (see ContactService.start)."""
+    keys = visit.keys
+    owners = set(found.values())
+    joins = len(owners) > 1 or (len(owners) == 1 and len(found) < len(keys))
+    attach = list(keys)
+    if joins and not visit.may_merge:
+        anchor = _weakest(keys)
+        attach = [anchor]
+        found = {anchor: found[anchor]} if anchor in found else {}
+    customer_id = _strongest(found)
+    created = customer_id is None
+    return _Plan(
+        visit=visit,
+        found=found,
+        attach=attach,
+        customer_id=customer_id if customer_id is not None else new_customer_id(),
+        created=created,
+        unlinked=tuple(k for k in keys if k not in attach),
+    )
+
+
+def _settle(
+    visit: _Visit,
+    *,
+    outcome: _Outcome | None = None,
+    error: BaseException | None = None,
+    cancel: bool = False,
+) -> None:
+    answer = visit.answer
+    if answer is None or answer.done():  # its caller went away
+        return
+    if cancel:
+        answer.cancel()
+    elif error is not None:
+        answer.set_exception(error)
+    else:
+        assert outcome is not None
+        answer.set_result(outcome)
 
 
 def _facts(

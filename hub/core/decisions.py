@@ -85,6 +85,16 @@ class Decisions:
         reads.uncacheable()  # asked of the engine every time: an answer holding them is not kept
         return await self._call("offers", self._engine.offers())
 
+    async def decide_each(
+        self, requests: Sequence[DecisionRequest]
+    ) -> list[list[NextBestAction] | BaseException]:
+        """`decide`, with CM's unavailability as each request's answer (for the loaders that batch
+        requests: each caller handles it, e.g. with the default actions)."""
+        try:
+            return list(await self.decide(requests))
+        except SystemUnavailable as exc:
+            return [exc for _ in requests]
+
     async def decide(
         self, requests: Sequence[DecisionRequest], pending: Sequence[ContactEvent] = ()
     ) -> list[list[NextBestAction]]:

@@ -135,6 +135,29 @@ class IdentityGraph:
     async def create(self, tx: Tx, customer_id: str) -> None:
         await tx.execute(_NEW_CUSTOMER, {"id": customer_id, "created_at": utcnow()})
 
+    async def create_many(self, tx: Tx, customer_ids: Sequence[str]) -> None:
+        if customer_ids:
+            now = utcnow()
+            await tx.execute(_NEW_CUSTOMER, [{"id": cid, "created_at": now} for cid in customer_ids])
+
+    async def link_many(self, tx: Tx, pairs: Iterable[tuple[str, Key]]) -> set[Key]:
+        """Attach each key to its customer in one statement; the keys linked (one owned already, by
+        anyone, is left as it is). In key order, so that two transactions never wait on each other's
+        keys in opposite orders."""
+        now = utcnow()
+        rows = sorted(
+            (
+                {"kind": str(k.kind), "value": k.value, "customer_id": cid, "created_at": now}
+                for cid, k in pairs
+                if k.kind != GOLDEN_ID  # the customer's own id, not a key of it
+            ),
+            key=lambda r: (r["kind"], r["value"]),
+        )
+        if not rows:
+            return set()
+        result = await tx.execute(_LINK(tx), rows if len(rows) > 1 else rows[0])
+        return {Key(r.kind, r.value) for r in result}
+
     async def link(self, tx: Tx, customer_id: str, keys: Iterable[Key]) -> list[Key]:
         """Attach keys to the customer; keys already owned (by anyone) are left as they are."""
         rows = [

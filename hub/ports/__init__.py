@@ -167,6 +167,19 @@ class ContactRegistry(Protocol):
 
 
 @runtime_checkable
+class BatchContactRegistry(Protocol):
+    """Optional beside ContactRegistry: tell it about several customers and contacts at once, in `tx`,
+    with the same effect as one by one. The hub starts concurrent contacts together in one transaction
+    (group commit) and hands them to a registry that has it in one call each."""
+
+    async def upsert_customers(self, tx: Tx, facts: Sequence[CustomerFacts]) -> list[str | None]:
+        """`upsert_customer` for each, in order: the system's own id of each customer, or None."""
+        ...
+
+    async def register_contacts(self, tx: Tx, contacts: Sequence[Contact]) -> None: ...
+
+
+@runtime_checkable
 class RequestRegistry(Protocol):
     """The CRM's customer requests. The hub enforces the status transitions (hub.model.TRANSITIONS) and
     writes in its transaction; the registry stores each request with its status history."""
@@ -406,6 +419,7 @@ __all__ = [
     "AdapterContext",
     "AdapterError",
     "BackOffice",
+    "BatchContactRegistry",
     "BatchEventConsumer",
     "CampaignCount",
     "CampaignPlan",
