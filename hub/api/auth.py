@@ -96,7 +96,9 @@ class Authenticate:
             # look up made-up ones) is held to the rate limit too, before any work. A credential this
             # process verified before is never held up by others' failures from the same address.
             wait = security.limiter.exhausted(f"failed:{address}")
-            if wait is not None:
+            # A key verified before whose cached entry was dropped (a key made or revoked) is looked up
+            # again: only the exact credentials this process accepted once get past others' guesses.
+            if wait is not None and not security.authn.verified_before(authorization):
                 await _too_many(send, wait)
                 return
             try:

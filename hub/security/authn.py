@@ -50,6 +50,14 @@ class Authenticator:
             return self.keys.known(token)
         return self.jwt.known(token) if self.jwt is not None else None
 
+    def verified_before(self, authorization: str | None) -> bool:
+        """An API key this process verified before, perhaps not in its cache any more (no I/O)."""
+        try:
+            token = bearer(authorization)
+        except Unauthenticated:
+            return False
+        return is_api_key(token) and self.keys.verified_before(token)
+
     async def principal(self, authorization: str | None) -> Principal:
         """The caller of a request with this Authorization value (raises Unauthenticated)."""
         if not self.required:

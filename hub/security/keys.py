@@ -73,6 +73,10 @@ class KeyRing:
         self._refresh = refresh_seconds
         # key id -> entry, or None for an id that has no live key (bounded: ids are the caller's input).
         self._cache: LRUCache[str, _Entry | None] = LRUCache(maxsize=cache_entries)
+        # Key id -> the secret's hash, for every key this process verified; kept when the cache above is
+        # dropped (a key made or revoked anywhere), so that a caller's own key is still told apart from
+        # others' guesses at the same address (hub.api.auth) until it is verified again.
+        self._verified: LRUCache[str, str] = LRUCache(maxsize=cache_entries)
         self._seen: tuple[int, int] | None = None
         # Bumped at every drop: a read that began before a drop is not kept (it may be a revoked key).
         self._generation = 0
@@ -179,7 +183,16 @@ class KeyRing:
                 self._cache[key_id] = entry
         if entry is None or not hmac.compare_digest(entry.secret_hash, _hash(secret)):
             return None
+        self._verified[key_id] = entry.secret_hash
         return entry.principal
+
+    def verified_before(self, token: str) -> bool:
+        """This process verified this very key before (it may have been revoked since: verify again)."""
+        match = _TOKEN.match(token)
+        if match is None:
+            return False
+        seen = self._verified.get(match.group(1))
+        return seen is not None and hmac.compare_digest(seen, _hash(match.group(2)))
 
     async def _load(self, key_id: str) -> _Entry | None:
         async with self._engine.connect() as conn:

@@ -43,6 +43,25 @@ async def test_guessing_keys_is_held_to_the_limit_too(hub, anonymous, new_key, c
     assert statuses[:4] == [401] * 4 and statuses[-1] == 429, statuses
 
 
+async def test_a_known_key_is_not_held_up_by_others_guessing_after_the_key_cache_drops(
+    hub, anonymous, new_key, caller
+):
+    token = await new_key()
+    async with caller(token) as client:
+        assert (await client.post("/graphql", json={"query": "{ offers { id } }"})).status_code == 200
+        await new_key(name="another")  # a key made: every process drops its cache of verified keys
+        await hub.security.authn.keys.refresh()
+        for n in range(6):  # someone at the same address guesses until they are held up
+            await anonymous.post("/graphql", json={"query": "{ offers { id } }"},
+                                 headers={"Authorization": f"Bearer mkh_{n:012x}_{'y' * 32}"})
+        assert (await client.post("/graphql", json={"query": "{ offers { id } }"})).status_code == 200
+        # A guess of this very key id with a wrong secret is still held up.
+        wrong = token[: -len(token.split("_", 2)[2])] + "z" * 32
+        guessed = await anonymous.post("/graphql", json={"query": "{ offers { id } }"},
+                                       headers={"Authorization": f"Bearer {wrong}"})
+        assert guessed.status_code == 429
+
+
 async def test_a_known_key_is_not_held_up_by_others_guessing(hub, anonymous, new_key, caller):
     token = await new_key()
     async with caller(token) as client:
