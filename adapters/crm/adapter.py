@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import bindparam, delete, func, select, update
@@ -133,24 +134,16 @@ class BuiltinCRM:
     async def upsert_customer(self, tx: Tx, facts: CustomerFacts) -> str | None:
         now = utcnow()
         # Most upserts are new customers: one statement for them; an existing one is read after.
-        inserted = await tx.execute(
-            _NEW_CUSTOMER(tx),
-            {
-                "id": facts.customer_id,
-                "name": facts.name,
-                "emails": list(dict.fromkeys(facts.emails)),
-                "phones": list(dict.fromkeys(facts.phones)),
-                "attributes": dict(facts.attributes),
-                "products": [],
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
-        if inserted.rowcount == 1:
-            return None
+        inserted = await tx.execute(_NEW_CUSTOMER(tx), _customer_row(facts, now))
+        if inserted.rowcount != 1:
+            await self._merge(tx, facts, now)
+        return None  # the built-in CRM shares the hub's golden ids: no key of its own to link
+
+    async def _merge(self, tx: Tx, facts: CustomerFacts, now: datetime) -> None:
+        """An existing customer: what the facts add, written only when they add something."""
         row = (await tx.execute(select(crm_customers).where(crm_customers.c.id == facts.customer_id))).one()
         if _merged(row, facts) == _current(row):
-            return None  # a returning visitor with nothing new: no write, and `updatedAt` stays true
+            return  # a returning visitor with nothing new: no write, and `updatedAt` stays true
         row = (
             await tx.execute(
                 select(crm_customers).where(crm_customers.c.id == facts.customer_id).with_for_update()
@@ -162,34 +155,17 @@ class BuiltinCRM:
             .where(crm_customers.c.id == facts.customer_id)
             .values(name=name, emails=emails, phones=phones, attributes=attributes, updated_at=now)
         )
-        return None  # the built-in CRM shares the hub's golden ids: no key of its own to link
 
     # BatchContactRegistry: the contacts the hub starts together, in one statement per step
     async def upsert_customers(self, tx: Tx, facts: Sequence[CustomerFacts]) -> list[str | None]:
         now = utcnow()
         # New customers (most of them) in one statement; one that exists already is read and merged.
-        inserted = {
-            r.id
-            for r in await tx.execute(
-                _NEW_CUSTOMERS(tx),
-                [
-                    {
-                        "id": f.customer_id,
-                        "name": f.name,
-                        "emails": list(dict.fromkeys(f.emails)),
-                        "phones": list(dict.fromkeys(f.phones)),
-                        "attributes": dict(f.attributes),
-                        "products": [],
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for f in sorted(facts, key=lambda f: f.customer_id)  # one lock order for everyone
-                ],
-            )
-        }
+        ordered = sorted(facts, key=lambda f: f.customer_id)  # one lock order for everyone
+        result = await tx.execute(_NEW_CUSTOMERS(tx), [_customer_row(f, now) for f in ordered])
+        inserted = {r.id for r in result}
         for f in facts:
             if f.customer_id not in inserted:
-                await self.upsert_customer(tx, f)
+                await self._merge(tx, f, now)
         return [None for _ in facts]  # the built-in CRM shares the hub's golden ids
 
     async def register_contacts(self, tx: Tx, contacts: Sequence[Contact]) -> None:
@@ -510,4 +486,17 @@ def _contact_row(contact: Contact) -> dict[str, Any]:
         "customer_id": contact.customer_id,
         "channel": contact.channel.value,
         "started_at": contact.started_at,
+    }
+
+
+def _customer_row(facts: CustomerFacts, now: datetime) -> dict[str, Any]:
+    return {
+        "id": facts.customer_id,
+        "name": facts.name,
+        "emails": list(dict.fromkeys(facts.emails)),
+        "phones": list(dict.fromkeys(facts.phones)),
+        "attributes": dict(facts.attributes),
+        "products": [],
+        "created_at": now,
+        "updated_at": now,
     }

@@ -315,14 +315,15 @@ class ContactService:
         if len(told) > 1 and isinstance(self._registry, BatchContactRegistry):
             own_ids = await self._registry.upsert_customers(tx, told)
             for facts, own_id in zip(told, own_ids, strict=True):
-                if own_id:
-                    await self._graph.link(tx, facts.customer_id, [Key(self._registry_system, str(own_id))])
+                await self._link_own_id(tx, facts, own_id)
             return
         for facts in told:
             await self._tell_registry(tx, facts)
 
     async def _tell_registry(self, tx: Tx, facts: CustomerFacts) -> None:
-        own_id = await self._registry.upsert_customer(tx, facts)
+        await self._link_own_id(tx, facts, await self._registry.upsert_customer(tx, facts))
+
+    async def _link_own_id(self, tx: Tx, facts: CustomerFacts, own_id: str | None) -> None:
         if own_id:
             # An external CRM's own id (CRM-000123) becomes a key of its own kind: the view reads the
             # CRM by it, and callers may identify the customer by it.

@@ -133,12 +133,18 @@ class IdentityGraph:
         return row.first() is not None
 
     async def create(self, tx: Tx, customer_id: str) -> None:
-        await tx.execute(_NEW_CUSTOMER, {"id": customer_id, "created_at": utcnow()})
+        await self.create_many(tx, [customer_id])
 
     async def create_many(self, tx: Tx, customer_ids: Sequence[str]) -> None:
         if customer_ids:
             now = utcnow()
             await tx.execute(_NEW_CUSTOMER, [{"id": cid, "created_at": now} for cid in customer_ids])
+
+    async def link(self, tx: Tx, customer_id: str, keys: Iterable[Key]) -> list[Key]:
+        """Attach keys to the customer; keys already owned (by anyone) are left as they are."""
+        given = list(keys)
+        linked = await self.link_many(tx, [(customer_id, k) for k in given])
+        return [k for k in given if k in linked]
 
     async def link_many(self, tx: Tx, pairs: Iterable[tuple[str, Key]]) -> set[Key]:
         """Attach each key to its customer in one statement; the keys linked (one owned already, by
@@ -157,17 +163,3 @@ class IdentityGraph:
             return set()
         result = await tx.execute(_LINK(tx), rows if len(rows) > 1 else rows[0])
         return {Key(r.kind, r.value) for r in result}
-
-    async def link(self, tx: Tx, customer_id: str, keys: Iterable[Key]) -> list[Key]:
-        """Attach keys to the customer; keys already owned (by anyone) are left as they are."""
-        rows = [
-            {"kind": str(k.kind), "value": k.value, "customer_id": customer_id, "created_at": utcnow()}
-            for k in keys
-            if k.kind != GOLDEN_ID  # the customer's own id, not a key of it
-        ]
-        if not rows:
-            return []
-        linked: list[Key] = []
-        for row in rows:  # a caller gives at most a few keys: one prepared statement each
-            linked.extend(Key(r.kind, r.value) for r in await tx.execute(_LINK(tx), row))
-        return linked
