@@ -7,6 +7,9 @@ import asyncio
 import functools
 import io
 import logging
+import sys
+import threading
+import traceback
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -562,6 +565,12 @@ def _task_stacks() -> str:
     out = io.StringIO()
     for task in asyncio.all_tasks():
         task.print_stack(limit=12, file=out)
+    # And the threads' innermost frames: a task may wait on a thread (a store's statement) stuck in C.
+    frames = sys._current_frames()
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident or 0)
+        if frame is not None and thread is not threading.current_thread():
+            out.write(f"Thread {thread.name}:\n{''.join(traceback.format_stack(frame)[-3:])}")
     return out.getvalue()
 
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.util import await_only
 
-from hub.store import privacy
+from hub.store import privacy, sqlite
 from hub.store.tables import metadata as hub_metadata
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -23,23 +20,13 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 def create_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": 30}
-    else:
-        # No pre-ping (a round trip on every check-out): connections are recycled before a server or
-        # firewall would drop them, and one that died anyway fails its statement, which invalidates the
-        # pool (SQLAlchemy's disconnect handling) and is retried by the caller's own retry path.
-        kwargs.update(pool_size=20, max_overflow=10, pool_recycle=1800)
+        return sqlite.create_engine(parsed)
+    # No pre-ping (a round trip on every check-out): connections are recycled before a server or
+    # firewall would drop them, and one that died anyway fails its statement, which invalidates the
+    # pool (SQLAlchemy's disconnect handling) and is retried by the caller's own retry path.
     # Parameters (customers' keys, texts) stay out of error messages, and so out of logs and answers.
-    engine = create_async_engine(url, hide_parameters=True, **kwargs)
-    if parsed.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        _one_writer(engine)
-    return engine
+    return create_async_engine(url, hide_parameters=True, pool_size=20, max_overflow=10, pool_recycle=1800)
 
 
 def reading(engine: AsyncEngine) -> AsyncEngine:
@@ -49,61 +36,6 @@ def reading(engine: AsyncEngine) -> AsyncEngine:
     if engine.dialect.name == "sqlite":
         return engine
     return engine.execution_options(isolation_level="AUTOCOMMIT")
-
-
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLAC")
-
-
-def _one_writer(engine: AsyncEngine) -> None:
-    """SQLite has one writer. Its own wait for the write lock polls with growing sleeps, so under load
-    an unlucky writer loses round after round (seconds). Here the connections of this process queue for
-    it in order instead: a connection takes the lock at its transaction's first write (where SQLite
-    begins the transaction) and gives it back when the transaction ends: commit or rollback, and also
-    whenever its DBAPI connection goes back to the pool, is invalidated or closed (a transaction cut by
-    a cancellation may end that way, without a rollback event: the lock must not stay taken). Reads
-    never wait."""
-    lock = asyncio.Lock()
-    holders: set[int] = set()  # id() of the DBAPI connections holding the lock
-
-    def dbapi(conn: Connection) -> int | None:
-        try:
-            return id(conn.connection.dbapi_connection)
-        except Exception:  # already invalidated or closed: the pool event releases it
-            return None
-
-    def before(conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
-        key = dbapi(conn)
-        if key is not None and key not in holders and statement.lstrip()[:6].upper() in _WRITES:
-            await_only(lock.acquire())  # inside SQLAlchemy's greenlet: the event loop runs meanwhile
-            holders.add(key)
-
-    def release(key: int | None) -> None:
-        if key is not None and key in holders:
-            holders.discard(key)
-            lock.release()
-
-    def done(conn: Connection) -> None:
-        release(dbapi(conn))
-
-    def returned(dbapi_connection: Any, *_args: Any) -> None:
-        release(id(dbapi_connection))
-
-    sync = engine.sync_engine
-    event.listen(sync, "before_cursor_execute", before)
-    event.listen(sync, "commit", done)
-    event.listen(sync, "rollback", done)
-    for name in ("checkin", "invalidate", "close", "close_detached"):
-        event.listen(sync.pool, name, returned)
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    # WAL lets readers run beside the one writer; busy_timeout waits instead of failing at once.
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
 
 
 @dataclass(frozen=True, slots=True)
