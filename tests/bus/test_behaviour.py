@@ -323,6 +323,29 @@ async def test_ready_messages_come_in_batches_in_publish_order(bus):
     assert len(got.events) == 30
 
 
+async def test_a_consumer_that_finds_a_full_batch_ready_is_lagging_until_it_has_caught_up(bus):
+    # The API paces writers of new events on bus.lagging() (hub.messaging.pacing): it must say so
+    # while a backlog waits, and stop saying so once it is applied.
+    await bus.declare([Route("cm", ("contact.#",))])
+    assert not bus.lagging()
+    gate = asyncio.Event()
+
+    class Gated(BatchRecorder):
+        async def batch(self, events) -> None:
+            await gate.wait()
+            await super().batch(events)
+
+    sent = [event("contact.response", n=i) for i in range(5 * bus_settings().prefetch)]
+    await bus.publish_many(sent)
+    got = Gated()
+    await bus.consume("cm", got)
+    await eventually(bus.lagging)  # a full batch in hand, more ready behind it
+    gate.set()
+    await eventually(lambda: len(got.events) == len(sent))
+    await eventually(lambda: not bus.lagging())
+    assert got.ids == [e.id for e in sent]
+
+
 async def test_a_failing_batch_is_delivered_one_by_one_and_only_the_bad_one_dies(bus):
     await bus.declare([Route("cm", ("contact.#",))])
     sent = [event("contact.response", n=i) for i in range(8)]

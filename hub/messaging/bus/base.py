@@ -123,8 +123,8 @@ class Bus(ABC):
         BusUnavailable."""
 
     def lagging(self) -> bool:
-        """Are this process's consumers behind (more ready than they take in one batch)? The API paces
-        new events on it, so that writers cannot starve the delivery of what they wrote."""
+        """Are this process's consumers behind (one found a full batch ready when it last took one)? The
+        API paces new events on it, so that writers cannot starve the delivery of what they wrote."""
         return False
 
     @abstractmethod

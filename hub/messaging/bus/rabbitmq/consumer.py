@@ -49,6 +49,7 @@ class QueueConsumer:
     tag: str | None = None
     worker: asyncio.Task[None] | None = None
     delayed: set[asyncio.Task[None]] = field(default_factory=set)
+    in_hand: int = 0  # messages taken from the inbox and being applied
 
 
 class Consumers:
@@ -127,9 +128,11 @@ class Consumers:
         await self._stop_channel(consumer)
 
     def lagging(self) -> bool:
-        """A consumer holds more delivered messages than it applies in one go."""
-        batch = max(1, self._settings.consume_batch)
-        return any(c.inbox.qsize() > batch for c in self.consumers.values())
+        """A consumer holds a full batch delivered and not yet applied (in hand and in its inbox): more
+        may wait on the broker, behind the prefetch. (The inbox alone, beside the batch in hand, never
+        held more than a batch: the broker delivers at most the prefetch, 200, unacked.)"""
+        full = max(1, min(self._settings.consume_batch, self._settings.prefetch))
+        return any(c.in_hand + c.inbox.qsize() >= full for c in self.consumers.values())
 
     # -- broadcast listeners -------------------------------------------------------------------------
 
@@ -191,10 +194,12 @@ class Consumers:
         handler = consumer.handler
         size = max(1, self._settings.consume_batch) if isinstance(handler, BatchHandler) else 1
         while True:
+            consumer.in_hand = 0
             # What is ready now, up to a batch: never waits for more to arrive.
             messages = [await consumer.inbox.get()]
             while len(messages) < size and not consumer.inbox.empty():
                 messages.append(consumer.inbox.get_nowait())
+            consumer.in_hand = len(messages)
             messages = [m for m in messages if not _stale(m)]  # their channel died: redelivered
             try:
                 held = bool(consumer.delayed)
