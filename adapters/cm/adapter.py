@@ -56,6 +56,7 @@ from hub.ports import (
     Segment,
     SegmentSize,
     Tx,
+    any_of,
     dialect_insert,
     new_lead_code,
     read,
@@ -94,7 +95,7 @@ RESPONSES = tuple(r.value for r in PropositionResponse)
 PLAN_CHUNK = 500  # customer states a campaign's planning reads at a time
 # Read on every view and decision: built once (building it per call costs more CPU than running it).
 _PROFILES = select(cm_profiles.c.customer_id, cm_profiles.c.state, cm_profiles.c.version).where(
-    cm_profiles.c.customer_id.in_(bindparam("ids", expanding=True))
+    any_of(cm_profiles.c.customer_id, "ids")
 )
 
 

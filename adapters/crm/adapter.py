@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 
 from hub.ports import (
     AdapterConfig,
@@ -47,6 +47,7 @@ from hub.ports import (
     RequestStatus,
     StatusChange,
     Tx,
+    any_of,
     dialect_insert,
     read_contact_event,
     store_health,
@@ -68,7 +69,7 @@ ANY_CHANNEL = "*"  # a consent for every channel
 
 # The statements of every startContact, built once (SQLAlchemy spends more CPU building a statement
 # than running it); the values come as parameters.
-_CUSTOMERS = select(crm_customers).where(crm_customers.c.id.in_(bindparam("ids", expanding=True)))
+_CUSTOMERS = select(crm_customers).where(any_of(crm_customers.c.id, "ids"))
 _NEW_CUSTOMER = PerDialect(
     lambda insert: insert(crm_customers).on_conflict_do_nothing(index_elements=[crm_customers.c.id])
 )

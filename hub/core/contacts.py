@@ -42,6 +42,7 @@ from hub.model import HUB_SYSTEM, Channel, Contact, CustomerFacts, Key, KeyKind
 from hub.ports import BatchContactRegistry, ContactRegistry
 from hub.store.db import reading
 from hub.store.tables import contacts as contacts_table
+from hub.store.types import any_of
 
 log = logging.getLogger(__name__)
 
@@ -413,9 +414,10 @@ class ContactService:
             .over(partition_by=contacts_table.c.customer_id, order_by=contacts_table.c.started_at.desc())
             .label("rank")
         )
-        ranked = select(contacts_table, rank).where(contacts_table.c.customer_id.in_(ids)).subquery()
+        ranked = select(contacts_table, rank).where(any_of(contacts_table.c.customer_id, "ids")).subquery()
         rows = await conn.execute(
-            select(ranked).where(ranked.c.rank <= RECENT_CONTACTS).order_by(ranked.c.started_at.desc())
+            select(ranked).where(ranked.c.rank <= RECENT_CONTACTS).order_by(ranked.c.started_at.desc()),
+            {"ids": ids},
         )
         for r in rows:
             out[r.customer_id].append(_contact(r))

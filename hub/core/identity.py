@@ -14,7 +14,7 @@ from hub.events import utcnow
 from hub.model import GOLDEN_ID, Key, KeyKind
 from hub.model.customer import GOLDEN_ID_PREFIX, is_golden_id
 from hub.store.tables import customer_keys, customers
-from hub.store.types import PerDialect
+from hub.store.types import PerDialect, any_of
 
 Tx = AsyncConnection
 ECHO = 60  # the most of a caller's invalid value an error message repeats
@@ -80,11 +80,11 @@ def new_customer_id() -> str:
 
 
 # Built once: a statement made per call costs SQLAlchemy more CPU (coercion, cache key) than its
-# execution on a warm connection. The pairs and ids are expanding parameters.
+# execution on a warm connection. The pairs are an expanding parameter, the ids an array (any_of).
 _FIND_KEYS = select(customer_keys.c.kind, customer_keys.c.value, customer_keys.c.customer_id).where(
     tuple_(customer_keys.c.kind, customer_keys.c.value).in_(bindparam("pairs", expanding=True))
 )
-_FIND_CUSTOMERS = select(customers.c.id).where(customers.c.id.in_(bindparam("ids", expanding=True)))
+_FIND_CUSTOMERS = select(customers.c.id).where(any_of(customers.c.id, "ids"))
 _NEW_CUSTOMER = customers.insert()
 # Keys already owned (by anyone) are left as they are; the ones inserted come back.
 _LINK = PerDialect(
@@ -120,8 +120,9 @@ class IdentityGraph:
             return {cid: cid for cid in ids}
         rows = await tx.execute(
             select(customer_keys.c.customer_id, customer_keys.c.value)
-            .where(customer_keys.c.kind == kind, customer_keys.c.customer_id.in_(ids))
-            .order_by(customer_keys.c.created_at)
+            .where(customer_keys.c.kind == kind, any_of(customer_keys.c.customer_id, "ids"))
+            .order_by(customer_keys.c.created_at),
+            {"ids": ids},
         )
         out: dict[str, str] = {}
         for r in rows:

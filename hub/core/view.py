@@ -25,6 +25,7 @@ from hub.observability.metrics import read_cache, system_call
 from hub.ports import ProfileSource
 from hub.store.db import reading
 from hub.store.tables import customers
+from hub.store.types import any_of
 from hub.waiting import bounded
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,9 @@ def _plausible(customer_ids: Sequence[str]) -> list[str]:
     return [c for c in dict.fromkeys(customer_ids) if 0 < len(c) <= 40]
 
 
+_EXISTING = select(customers.c.id).where(any_of(customers.c.id, "ids"))
+
+
 async def _existing(conn: AsyncConnection, ids: list[str]) -> set[str]:
-    rows = await conn.execute(select(customers.c.id).where(customers.c.id.in_(ids)))
+    rows = await conn.execute(_EXISTING, {"ids": ids})
     return {r.id for r in rows}

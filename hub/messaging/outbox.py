@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.events import CloudEvent, utcnow
@@ -23,6 +23,7 @@ from hub.observability import metrics, tracing
 from hub.ports import Tx
 from hub.store.db import reading
 from hub.store.tables import outbox
+from hub.store.types import any_of
 from hub.waiting import wait_event
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 # Any constant will do: it names the relay's lock on PostgreSQL, so one relay publishes at a time
 # across hub processes and per-customer order is kept.
 RELAY_LOCK = 7301002
+# A round's published rows, marked sent in one statement (up to relay_batch seqs).
+_MARK_SENT = update(outbox).where(any_of(outbox.c.seq, "seqs")).values(sent_at=bindparam("now"))
 
 
 class Outbox:
@@ -220,7 +223,7 @@ class OutboxRelay:
                 done.append(row.seq)
             now = utcnow()
             if done:
-                await tx.execute(update(outbox).where(outbox.c.seq.in_(done)).values(sent_at=now))
+                await tx.execute(_MARK_SENT, {"seqs": done, "now": now})
                 metrics.relayed(len(done))
             for seq, reason in unroutable.items():
                 await tx.execute(update(outbox).where(outbox.c.seq == seq).values(last_error=reason))

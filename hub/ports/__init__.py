@@ -68,7 +68,7 @@ from hub.model import (
 from hub.model.privacy import Consent, ConsentPurpose, PrivacySubject
 from hub.model.report import CampaignCount, FunnelCount, Period, RequestCount, SegmentSize
 from hub.store.db import reading
-from hub.store.types import PerDialect, UTCDateTime, dialect_insert, within
+from hub.store.types import PerDialect, UTCDateTime, any_of, dialect_insert, within
 
 if TYPE_CHECKING:
     from hub.config.settings import Settings
@@ -479,6 +479,7 @@ __all__ = [
     "StatusChange",
     "Tx",
     "UTCDateTime",
+    "any_of",
     "dialect_insert",
     "is_golden_id",
     "load_located",

@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import JSON, Boolean, Column, Index, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.store.types import UTCDateTime
+from hub.store.types import UTCDateTime, any_of
 
 metadata = MetaData()
 MIGRATIONS = Path(__file__).resolve().parent / "migrations" / "privacy"
@@ -57,12 +57,13 @@ privacy_tombstones = Table(
 )
 
 
+_ERASED = select(privacy_tombstones.c.customer_id).where(any_of(privacy_tombstones.c.customer_id, "ids"))
+
+
 async def erased(conn: AsyncConnection, customer_ids: Iterable[str]) -> set[str]:
     """Which of these customers were erased (one indexed read)."""
     ids = list(dict.fromkeys(customer_ids))
     if not ids:
         return set()
-    rows = await conn.execute(
-        select(privacy_tombstones.c.customer_id).where(privacy_tombstones.c.customer_id.in_(ids))
-    )
+    rows = await conn.execute(_ERASED, {"ids": ids})
     return {r.customer_id for r in rows}

@@ -6,9 +6,22 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import BigInteger, ColumnElement, DateTime, Integer, Select, Table, TypeDecorator
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    DateTime,
+    Integer,
+    Select,
+    String,
+    Table,
+    TypeDecorator,
+    bindparam,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from hub.model.report import Period
 
@@ -35,6 +48,43 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for long-lived sequences.
 Seq = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class AnyOf(ColumnElement[bool]):
+    """`column IN (the list bound as `key` at execution)`. PostgreSQL gets `column = ANY($1)`: one array
+    parameter, so one SQL text and one prepared statement for any number of values. SQLAlchemy's
+    expanding IN, which the other backends get, renders a placeholder per value at every execution
+    (3.5 % of startContact's CPU) and makes a new prepared statement for every list length."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a comparison: no "= 1" after it where booleans are integers
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("key", InternalTraversal.dp_string),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], key: str):
+        self.column = column
+        self.key = key
+
+
+def any_of(column: ColumnElement[Any], key: str) -> AnyOf:
+    return AnyOf(column, key)
+
+
+@compiles(AnyOf)
+def _expanding_in(element: AnyOf, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.column.in_(bindparam(element.key, expanding=True)), **kw))
+
+
+@compiles(AnyOf, "postgresql")
+def _equals_any(element: AnyOf, compiler: Any, **kw: Any) -> str:
+    item = element.column.type
+    if isinstance(item, String) and item.length is not None:
+        item = String()  # a cast to VARCHAR(40)[] would cut a longer value to a prefix that matches
+    values = bindparam(element.key, type_=postgresql.ARRAY(item))
+    return f"{compiler.process(element.column, **kw)} = ANY ({compiler.process(values, **kw)})"
 
 
 def dialect_insert(conn: AsyncConnection, table: Table) -> postgresql.Insert:
