@@ -11,8 +11,8 @@ same on every store and both transports:
 - the variables hold at most MAX_VALUES values in all.
 
 A refusal is one GraphQL error with `extensions.code` (BAD_USER_INPUT, or the place's own code) and
-`extensions.field` naming the input; values are never echoed. Runs as a schema extension right after
-validation, so it holds for HTTP and websocket alike.
+`extensions.field` naming the input; values are never echoed. Runs right after validation
+(hub.api.prepared), so it holds for HTTP and websocket alike.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachetools import LRUCache
 from graphql import (
     FieldNode,
     FragmentDefinitionNode,
@@ -50,8 +49,6 @@ from graphql import (
     specified_scalar_types,
 )
 from graphql.utilities import type_from_ast
-from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema import validate_document
 
 from hub.core.events import MAX_TOPIC
 from hub.core.leads import MAX_CUSTOMERS as MAX_CAMPAIGN_CUSTOMERS
@@ -256,7 +253,7 @@ def _inner_values(node: ValueNode) -> Iterator[ValueNode]:
 
 
 @dataclass
-class _Plan:
+class Plan:
     """What one operation of a document needs checked on each call: found once, kept per document."""
 
     error: GraphQLError | None = None
@@ -265,10 +262,10 @@ class _Plan:
 
 def plan(
     schema: GraphQLSchema, document: Any, operation_name: str | None, limits: InputLimits
-) -> _Plan:
+) -> Plan:
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is None and len(operations) > 1:
-        return _Plan(
+        return Plan(
             GraphQLError(
                 "Must provide operation name if query contains multiple operations: the document holds "
                 f"{len(operations)}; name the one to run in operationName.",
@@ -280,7 +277,7 @@ def plan(
     else:
         operation = next((o for o in operations if o.name and o.name.value == operation_name), None)
     if operation is None:
-        return _Plan()  # strawberry refuses it before validation
+        return Plan()  # strawberry refuses it before validation
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     walk = _Walk(limits)
     uses: dict[str, set[str | None]] = {}
@@ -319,18 +316,18 @@ def plan(
     try:
         selections(operation.selection_set, schema.get_root_type(operation.operation), 0)
     except Refused as refused:
-        return _Plan(refused.error)
+        return Plan(refused.error)
     variables: dict[str, tuple[GraphQLInputType, set[str | None]]] = {}
     for definition in operation.variable_definitions or ():
         typ = type_from_ast(schema, definition.type)  # type: ignore[arg-type]
         if typ is not None:
             name = definition.variable.name.value
             variables[name] = (typ, uses.get(name) or {None})  # type: ignore[assignment]
-    return _Plan(variables=variables)
+    return Plan(variables=variables)
 
 
 def check_variables(
-    planned: _Plan, variables: Mapping[str, Any] | None, limits: InputLimits
+    planned: Plan, variables: Mapping[str, Any] | None, limits: InputLimits
 ) -> GraphQLError | None:
     if planned.error is not None:  # a fresh error per request: the plan is shared
         return GraphQLError(planned.error.message, extensions=dict(planned.error.extensions or {}))
@@ -345,37 +342,3 @@ def check_variables(
     except Refused as refused:
         return refused.error
     return None
-
-
-class InputChecks(SchemaExtension):
-    """Refuses, right after validation and before execution, what `plan`/`check_variables` refuse.
-    Listed after ValidationCache: strawberry looks for validation errors before the validation hooks
-    finish, so the checks run where ValidationCache has just validated (or validate here)."""
-
-    _plans: LRUCache[tuple[int, str, str | None], _Plan] = LRUCache(maxsize=1024)
-
-    def __init__(self, *, limits: InputLimits):
-        self._limits = limits
-
-    def on_validate(self) -> Iterator[None]:
-        self._check()
-        yield
-
-    def _check(self) -> None:
-        ctx = self.execution_context
-        document = ctx.graphql_document
-        if document is None or ctx.query is None:
-            return
-        if ctx.pre_execution_errors is None:
-            ctx.pre_execution_errors = validate_document(ctx.schema._schema, document, ctx.validation_rules)
-        if ctx.pre_execution_errors:
-            return
-        given = getattr(ctx, "_provided_operation_name", ctx.operation_name)  # strawberry names the first
-        key = (id(self._limits), ctx.query, given)
-        planned = self._plans.get(key)
-        if planned is None:
-            planned = plan(ctx.schema._schema, document, given, self._limits)
-            self._plans[key] = planned
-        error = check_variables(planned, ctx.variables, self._limits)
-        if error is not None:
-            ctx.pre_execution_errors = [error]

@@ -8,12 +8,6 @@ from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 import strawberry
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    ValidationCache,
-)
 from strawberry.types import Info
 
 from hub.api import federation, guard, privacy
@@ -21,8 +15,9 @@ from hub.api.audit import AuditMutations
 from hub.api.context import Context, check_limit
 from hub.api.errors import public_detail
 from hub.api.extensions import AnswerPolicy, PartialData, limit_rules
-from hub.api.inputs import InputChecks, InputLimits
+from hub.api.inputs import InputLimits
 from hub.api.metrics import Observe
+from hub.api.prepared import PreparedDocuments
 from hub.api.reports import OperatorMutations, ReportQueries
 from hub.api.types import (
     AuditEntry,
@@ -383,24 +378,21 @@ guard.declare([FederatedQuery])
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
-    limits = limit_rules(settings)  # once per schema; the extensions below are fresh per request
     inputs = InputLimits(
         max_input_list=settings.max_input_list, max_events_per_call=settings.max_events_per_call
     )
+    # Parsed, validated (with the limit rules, made once per schema) and planned once per query text.
+    documents = PreparedDocuments(limit_rules(settings), inputs)
     built = federation.FederatedSchema(
         query=FederatedQuery,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[
+        extensions=[  # classes and factories: strawberry makes them fresh per request
             Observe,  # first: times and traces the whole operation (hub.api.metrics)
-            lambda: AddValidationRules(limits),
             PartialData,
             AuditMutations,
             lambda: AnswerPolicy(cacheable_roots=CACHEABLE_ROOTS),
-            lambda: ParserCache(maxsize=1024),
-            lambda: ValidationCache(maxsize=1024),
-            lambda: MaxTokensLimiter(max_token_count=5000),
-            lambda: InputChecks(limits=inputs),  # after ValidationCache: see InputChecks
+            documents.extension,
         ],
     )
     guard.enforce(built._schema)
