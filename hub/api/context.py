@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLError
@@ -37,11 +38,6 @@ class Context:
     hub: Hub
     principal: Principal  # who calls (hub.security); on a websocket, set by its connection_init
     wiring: Wiring = field(init=False)
-    customers: DataLoader[str, CustomerView | None] = field(init=False)
-    contacts: DataLoader[str, list[model.Contact]] = field(init=False)
-    nbas: DataLoader[DecisionRequest, list[NextBestAction]] = field(init=False)
-    requests: DataLoader[str, list[model.CustomerRequest]] = field(init=False)  # by customer
-    consents: DataLoader[str, list[Consent]] = field(init=False)  # by customer (hub.api.privacy)
     # The HTTP request or websocket the operation came on; the websocket's connection_init payload.
     connection: Any = None
     connection_params: Any = None
@@ -52,13 +48,28 @@ class Context:
     def __post_init__(self) -> None:
         # The request keeps the wiring it started with, also across a mapping reload.
         self.wiring = self.hub.wiring
-        # One batched fetch per system for all customers a request touches, and one decision call
-        # for all the NBAs it asks for.
-        self.customers = DataLoader(load_fn=self.wiring.views.load_many)
-        self.contacts = DataLoader(load_fn=self.wiring.views.contacts_of)
-        self.nbas = DataLoader(load_fn=self.wiring.decisions.decide_each)
-        self.requests = DataLoader(load_fn=self._requests_of)
-        self.consents = DataLoader(load_fn=self._consents_of)
+
+    # One batched fetch per system for all customers a request touches, and one decision call for all
+    # the NBAs it asks for. Each loader is made on first use: most operations need one or none.
+    @cached_property
+    def customers(self) -> DataLoader[str, CustomerView | None]:
+        return DataLoader(load_fn=self.wiring.views.load_many)
+
+    @cached_property
+    def contacts(self) -> DataLoader[str, list[model.Contact]]:
+        return DataLoader(load_fn=self.wiring.views.contacts_of)
+
+    @cached_property
+    def nbas(self) -> DataLoader[DecisionRequest, list[NextBestAction]]:
+        return DataLoader(load_fn=self.wiring.decisions.decide_each)
+
+    @cached_property
+    def requests(self) -> DataLoader[str, list[model.CustomerRequest]]:  # by customer
+        return DataLoader(load_fn=self._requests_of)
+
+    @cached_property
+    def consents(self) -> DataLoader[str, list[Consent]]:  # by customer (hub.api.privacy)
+        return DataLoader(load_fn=self._consents_of)
 
     def request_service(self) -> RequestService:
         service = self.wiring.requests
