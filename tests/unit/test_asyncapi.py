@@ -325,6 +325,12 @@ def test_the_amqp_message_properties_are_the_ones_described(doc):
     assert message.correlation_id == "con_1"
     assert message.content_type == "application/cloudevents+json"
     assert message.delivery_mode == 2
+    from hub.messaging.bus.rabbitmq.publisher import properties_of
+
+    sent = properties_of(event)  # what the publisher puts on the wire
+    assert (sent.message_id, sent.correlation_id, sent.content_type, sent.delivery_mode, sent.message_type) == (
+        event.id, "con_1", "application/cloudevents+json", 2, "contact.response")
+    assert sent.timestamp == event.time
     description = doc["info"]["description"]
     assert "`message_id` = the CloudEvent `id`" in description
     assert "`correlation_id` = the CloudEvent `correlationid`" in description
