@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -155,6 +156,6 @@ class Settings(BaseSettings):
     def auth_required(self) -> bool:
         return self.auth == "required" or (self.auth is None and not self.demo)
 
-    @property
+    @cached_property  # asked on every startContact
     def blocked_values(self) -> frozenset[str]:
         return frozenset(v.strip().lower() for v in self.blocked_key_values.split(",") if v.strip())

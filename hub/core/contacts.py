@@ -273,6 +273,10 @@ class ContactService:
                 told = p.created or bool(mine_new) or bool(p.visit.name)
                 told_of.append(_facts(p.customer_id, p.visit.name, mine, {}) if told else None)
             await self._tell_registry_many(tx, [f for f in told_of if f is not None])
+            # Events no flow takes are not made at all (the outbox would drop them).
+            routed = self._outbox.routed
+            started_routed = routed(CONTACT_STARTED)
+            created_routed, updated_routed = routed(CUSTOMER_CREATED), routed(CUSTOMER_UPDATED)
             for p, mine, facts in zip(plans, mine_of, told_of, strict=True):
                 contact = Contact(
                     id=f"con_{uuid.uuid4().hex[:20]}",
@@ -281,19 +285,20 @@ class ContactService:
                     started_at=now,
                 )
                 contacts.append(contact)
-                events.append(make(
-                    CONTACT_STARTED,
-                    ContactStarted(
-                        contactId=contact.id,
-                        customerId=p.customer_id,
-                        channel=contact.channel,
-                        startedAt=contact.started_at,
-                    ),
-                    source=self._source,
-                    subject=p.customer_id,
-                    correlationid=contact.id,
-                ))
-                if facts is not None:
+                if started_routed:
+                    events.append(make(
+                        CONTACT_STARTED,
+                        ContactStarted(
+                            contactId=contact.id,
+                            customerId=p.customer_id,
+                            channel=contact.channel,
+                            startedAt=contact.started_at,
+                        ),
+                        source=self._source,
+                        subject=p.customer_id,
+                        correlationid=contact.id,
+                    ))
+                if facts is not None and (created_routed if p.created else updated_routed):
                     events.append(self._customer_event(
                         CUSTOMER_CREATED if p.created else CUSTOMER_UPDATED, facts, contact.id
                     ))

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # Any constant will do: it names the relay's lock on PostgreSQL, so one relay publishes at a time
 # across hub processes and per-customer order is kept.
 RELAY_LOCK = 7301002
+KNOWN_TYPES = 1024  # event types whose routing an outbox remembers
 # A round's published rows, marked sent in one statement (up to relay_batch seqs).
 _MARK_SENT = update(outbox).where(any_of(outbox.c.seq, "seqs")).values(sent_at=bindparam("now"))
 
@@ -40,19 +41,27 @@ class Outbox:
     mandatory routing they could only fail to publish."""
 
     def __init__(self, patterns: Sequence[str] = ("#",)):
+        self._routing: tuple[tuple[str, ...], dict[str, bool]]
         self.patterns = patterns
 
     @property
     def patterns(self) -> tuple[str, ...]:
-        return self._patterns
+        return self._routing[0]
 
     @patterns.setter
     def patterns(self, patterns: Sequence[str]) -> None:
-        # Replaced whole on a mapping reload: a reader sees the old tuple or the new one.
-        self._patterns = tuple(patterns)
+        # Replaced whole on a mapping reload (with the answers found under them): a reader sees the old
+        # pair or the new one.
+        self._routing = (tuple(patterns), {})
 
     def routed(self, event_type: str) -> bool:
-        return any(topic_matches(p, event_type) for p in self._patterns)
+        patterns, known = self._routing
+        found = known.get(event_type)
+        if found is None:
+            found = any(topic_matches(p, event_type) for p in patterns)
+            if len(known) < KNOWN_TYPES:  # the catalog's types, and any an adapter makes up
+                known[event_type] = found
+        return found
 
     async def add(self, tx: Tx, events: Sequence[CloudEvent]) -> None:
         events = [e for e in events if self.routed(e.type)]
