@@ -148,8 +148,10 @@ def create_app(settings: Settings | None = None, hub: Hub | None = None) -> Star
             gc.collect()
             gc.freeze()
             # A full collection walks every cached read (25-77 ms measured under the freshness load):
-            # ten times rarer than Python's default. Cycles still die young in the first two generations.
-            gc.set_threshold(700, 10, 100)
+            # ten times rarer than Python's default. A young collection every 10,000 allocations, not 700:
+            # a request's objects mostly die before one, so far fewer are walked and promoted (start-contact:
+            # collections 9 % of the CPU before, bench/RESULTS.md). Cycles still die young.
+            gc.set_threshold(10_000, 10, 100)
         observer = await start_observing(hub)  # metrics sampler, HUB_METRICS_PORT (hub.api.metrics)
         try:
             yield

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -110,6 +111,10 @@ class EdgeGraphQL(GraphQL[Context, None]):
 
     def decode_json(self, data: str | bytes) -> object:
         return decode_json(data)
+
+    def encode_json(self, data: object) -> bytes:
+        # orjson: about ten times the speed of the standard library's encoder (bench/RESULTS.md)
+        return orjson.dumps(data)
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return graphiql.page(request)  # every asset served by the hub (hub.api.graphiql), none from a CDN
