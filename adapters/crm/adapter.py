@@ -49,6 +49,7 @@ from hub.ports import (
     Tx,
     any_of,
     dialect_insert,
+    insert_rows,
     read_contact_event,
     store_health,
     utcnow,
@@ -171,7 +172,7 @@ class BuiltinCRM:
 
     async def register_contacts(self, tx: Tx, contacts: Sequence[Contact]) -> None:
         if contacts:
-            await tx.execute(_NEW_CONTACT, [_contact_row(c) for c in contacts])
+            await insert_rows(tx, crm_contacts, [_contact_row(c) for c in contacts])
 
     async def register_contact(self, tx: Tx, contact: Contact) -> None:
         await tx.execute(_NEW_CONTACT, _contact_row(contact))

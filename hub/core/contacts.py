@@ -40,6 +40,7 @@ from hub.events import (
 from hub.messaging.outbox import Outbox
 from hub.model import HUB_SYSTEM, Channel, Contact, CustomerFacts, Key, KeyKind
 from hub.ports import BatchContactRegistry, ContactRegistry
+from hub.store.bulk import insert_rows
 from hub.store.db import reading
 from hub.store.tables import contacts as contacts_table
 from hub.store.types import any_of
@@ -51,7 +52,6 @@ Tx = AsyncConnection
 KEY_STRENGTH = (KeyKind.CUSTOMER_ID, KeyKind.EMAIL, KeyKind.PHONE, KeyKind.COOKIE_ID)
 # How many recent contacts the view carries per customer.
 RECENT_CONTACTS = 20
-_NEW_CONTACT = contacts_table.insert()  # built once: every startContact runs it
 
 
 # The most visits one transaction starts (group commit): bounds a group's statements and locks.
@@ -304,7 +304,7 @@ class ContactService:
                     ))
                 started = Started(contact, p.customer_id, p.created, p.unlinked)
                 outcomes.append((started, mine, facts is not None))
-            await tx.execute(_NEW_CONTACT, [
+            await insert_rows(tx, contacts_table, [
                 {"id": c.id, "customer_id": c.customer_id, "channel": c.channel.value,
                  "started_at": c.started_at}
                 for c in contacts

@@ -13,6 +13,7 @@ from hub.core.errors import BadInput
 from hub.events import utcnow
 from hub.model import GOLDEN_ID, Key, KeyKind
 from hub.model.customer import GOLDEN_ID_PREFIX, is_golden_id
+from hub.store.bulk import insert_rows
 from hub.store.tables import customer_keys, customers
 from hub.store.types import PerDialect, any_of
 
@@ -85,7 +86,6 @@ _FIND_KEYS = select(customer_keys.c.kind, customer_keys.c.value, customer_keys.c
     tuple_(customer_keys.c.kind, customer_keys.c.value).in_(bindparam("pairs", expanding=True))
 )
 _FIND_CUSTOMERS = select(customers.c.id).where(any_of(customers.c.id, "ids"))
-_NEW_CUSTOMER = customers.insert()
 # Keys already owned (by anyone) are left as they are; the ones inserted come back.
 _LINK = PerDialect(
     lambda insert: insert(customer_keys)
@@ -139,7 +139,7 @@ class IdentityGraph:
     async def create_many(self, tx: Tx, customer_ids: Sequence[str]) -> None:
         if customer_ids:
             now = utcnow()
-            await tx.execute(_NEW_CUSTOMER, [{"id": cid, "created_at": now} for cid in customer_ids])
+            await insert_rows(tx, customers, [{"id": cid, "created_at": now} for cid in customer_ids])
 
     async def link(self, tx: Tx, customer_id: str, keys: Iterable[Key]) -> list[Key]:
         """Attach keys to the customer; keys already owned (by anyone) are left as they are."""

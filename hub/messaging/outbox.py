@@ -21,6 +21,7 @@ from hub.events import CloudEvent, utcnow
 from hub.messaging.bus.base import Bus, BusError, Unroutable, topic_matches
 from hub.observability import metrics, tracing
 from hub.ports import Tx
+from hub.store.bulk import insert_rows
 from hub.store.db import reading
 from hub.store.tables import outbox
 from hub.store.types import any_of
@@ -69,8 +70,9 @@ class Outbox:
             return
         events = tracing.stamped(events)  # the trace context goes along, when tracing is on
         now = utcnow()
-        await tx.execute(
-            outbox.insert(),
+        await insert_rows(
+            tx,
+            outbox,
             [
                 {
                     "event_id": e.id,

@@ -67,6 +67,7 @@ from hub.model import (
 )
 from hub.model.privacy import Consent, ConsentPurpose, PrivacySubject
 from hub.model.report import CampaignCount, FunnelCount, Period, RequestCount, SegmentSize
+from hub.store.bulk import insert_rows
 from hub.store.db import reading
 from hub.store.types import PerDialect, UTCDateTime, any_of, dialect_insert, within
 
@@ -481,6 +482,7 @@ __all__ = [
     "UTCDateTime",
     "any_of",
     "dialect_insert",
+    "insert_rows",
     "is_golden_id",
     "load_located",
     "new_lead_code",

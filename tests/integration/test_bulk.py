@@ -1,0 +1,75 @@
+"""insert_rows: the rows as SQLAlchemy would insert them (types, defaults), in the caller's transaction
+whether or not a statement ran before them, and a duplicate key as SQLAlchemy's IntegrityError, on both
+backends (on PostgreSQL the rows go to the driver directly once SQLAlchemy has begun the transaction)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from hub.store.bulk import insert_rows
+from hub.store.db import create_engine, migrate
+from hub.store.tables import contacts, customers, outbox
+
+AT = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+
+
+def _outbox_rows(first: int, n: int) -> list[dict]:
+    return [{"event_id": f"evt-{i}", "type": "contact.started", "subject": f"cus_{i}", "body": b"\x00{\xff}",
+             "created_at": AT} for i in range(first, first + n)]
+
+
+async def _check(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+        async with engine.begin() as tx:  # the first statement on the connection: SQLAlchemy's path
+            await insert_rows(tx, customers, [{"id": "cus_a", "created_at": AT}])
+            await insert_rows(tx, outbox, _outbox_rows(0, 3))  # after a statement: the driver's path
+            await insert_rows(tx, outbox, [])
+        async with engine.connect() as conn:
+            sent = (await conn.execute(select(outbox).order_by(outbox.c.seq))).all()
+            assert [(r.event_id, r.body, r.attempts, r.sent_at) for r in sent] == [
+                (f"evt-{i}", b"\x00{\xff}", 0, None) for i in range(3)]  # attempts: its default
+            assert all(r.created_at == AT and r.created_at.tzinfo is not None for r in sent)
+            assert (await conn.execute(select(customers.c.created_at))).scalar_one() == AT
+
+        # Rolled back with the caller's transaction, by either path.
+        with pytest.raises(RuntimeError):
+            async with engine.begin() as tx:
+                await insert_rows(tx, customers, [{"id": "cus_b", "created_at": AT}])
+                await insert_rows(tx, contacts, [
+                    {"id": "con_b", "customer_id": "cus_b", "channel": "WEBSITE", "started_at": AT}])
+                raise RuntimeError("the caller fails after the inserts")
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(func.count()).select_from(contacts))).scalar_one() == 0
+            assert (await conn.execute(select(func.count()).select_from(customers))).scalar_one() == 1
+
+        # A duplicate key is SQLAlchemy's IntegrityError, and nothing of the transaction stays.
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as tx:
+                await insert_rows(tx, customers, [{"id": "cus_c", "created_at": AT}])
+                await insert_rows(tx, outbox, _outbox_rows(2, 2))  # evt-2 exists
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(func.count()).select_from(customers))).scalar_one() == 1
+            assert (await conn.execute(select(func.count()).select_from(outbox))).scalar_one() == 3
+
+        with pytest.raises(ValueError, match="no column"):
+            async with engine.begin() as tx:
+                await tx.execute(select(1))
+                await insert_rows(tx, customers, [{"id": "cus_d", "created_at": AT, "nme": "x"}])
+    finally:
+        await engine.dispose()
+
+
+async def test_insert_rows_on_sqlite(sqlite_url):
+    await _check(sqlite_url)
+
+
+@pytest.mark.postgres
+async def test_insert_rows_on_postgres(postgres_url):
+    await _check(postgres_url)
+
