@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import strawberry
 from strawberry.types import Info
 
-from hub.api import federation, guard, privacy
+from hub.api import convert, federation, guard, privacy
 from hub.api.audit import AuditMutations
 from hub.api.context import Context, check_limit
 from hub.api.errors import public_detail
@@ -396,6 +396,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         ],
     )
     guard.enforce(built._schema)
+    convert.install(t.definition for t in built.schema_converter.type_map.values())
     return built
 
 
