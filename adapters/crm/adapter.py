@@ -74,11 +74,6 @@ _CUSTOMERS = select(crm_customers).where(any_of(crm_customers.c.id, "ids"))
 _NEW_CUSTOMER = PerDialect(
     lambda insert: insert(crm_customers).on_conflict_do_nothing(index_elements=[crm_customers.c.id])
 )
-_NEW_CUSTOMERS = PerDialect(  # the ids inserted come back: the others exist already
-    lambda insert: insert(crm_customers)
-    .on_conflict_do_nothing(index_elements=[crm_customers.c.id])
-    .returning(crm_customers.c.id)
-)
 _NEW_CONTACT = crm_contacts.insert()
 
 SALE_EVENT = "contact.response"  # through a flow to the CRM: an ACCEPTED response closes a sale
@@ -163,8 +158,9 @@ class BuiltinCRM:
         now = utcnow()
         # New customers (most of them) in one statement; one that exists already is read and merged.
         ordered = sorted(facts, key=lambda f: f.customer_id)  # one lock order for everyone
-        result = await tx.execute(_NEW_CUSTOMERS(tx), [_customer_row(f, now) for f in ordered])
-        inserted = {r.id for r in result}
+        rows = [_customer_row(f, now) for f in ordered]
+        made = await insert_rows(tx, crm_customers, rows, conflict=("id",), returning=("id",))
+        inserted = {r.id for r in made}
         for f in facts:
             if f.customer_id not in inserted:
                 await self._merge(tx, f, now)

@@ -13,9 +13,9 @@ from hub.core.errors import BadInput
 from hub.events import utcnow
 from hub.model import GOLDEN_ID, Key, KeyKind
 from hub.model.customer import GOLDEN_ID_PREFIX, is_golden_id
-from hub.store.bulk import insert_rows
+from hub.store.bulk import SKIP_CONFLICTS, insert_rows
 from hub.store.tables import customer_keys, customers
-from hub.store.types import PerDialect, any_of
+from hub.store.types import any_of
 
 Tx = AsyncConnection
 ECHO = 60  # the most of a caller's invalid value an error message repeats
@@ -86,12 +86,6 @@ _FIND_KEYS = select(customer_keys.c.kind, customer_keys.c.value, customer_keys.c
     tuple_(customer_keys.c.kind, customer_keys.c.value).in_(bindparam("pairs", expanding=True))
 )
 _FIND_CUSTOMERS = select(customers.c.id).where(any_of(customers.c.id, "ids"))
-# Keys already owned (by anyone) are left as they are; the ones inserted come back.
-_LINK = PerDialect(
-    lambda insert: insert(customer_keys)
-    .on_conflict_do_nothing()
-    .returning(customer_keys.c.kind, customer_keys.c.value)
-)
 
 
 class IdentityGraph:
@@ -162,5 +156,7 @@ class IdentityGraph:
         )
         if not rows:
             return set()
-        result = await tx.execute(_LINK(tx), rows if len(rows) > 1 else rows[0])
-        return {Key(r.kind, r.value) for r in result}
+        linked = await insert_rows(
+            tx, customer_keys, rows, conflict=SKIP_CONFLICTS, returning=("kind", "value")
+        )
+        return {Key(r.kind, r.value) for r in linked}

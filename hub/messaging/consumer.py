@@ -14,6 +14,7 @@ from hub.model import is_golden_id
 from hub.observability import tracing
 from hub.observability.metrics import system_call
 from hub.ports import BatchEventConsumer, EventConsumer
+from hub.store.bulk import SKIP_CONFLICTS, insert_rows
 from hub.store.privacy import erased
 from hub.store.tables import processed_messages
 from hub.store.types import dialect_insert
@@ -149,11 +150,9 @@ class IdempotentConsumer:
     async def _claim_many(self, tx: AsyncConnection, events: Sequence[CloudEvent]) -> set[str]:
         """Record the events as applied; the ids of those not recorded before."""
         now = utcnow()
-        # One statement for any number of rows (executemany, insertmanyvalues): compiled once, cached.
-        claim = dialect_insert(tx, processed_messages).on_conflict_do_nothing()
-        claimed = await tx.execute(
-            claim.returning(processed_messages.c.event_id),
-            [{"destination": self.destination, "event_id": e.id, "processed_at": now} for e in events],
+        rows = [{"destination": self.destination, "event_id": e.id, "processed_at": now} for e in events]
+        claimed = await insert_rows(
+            tx, processed_messages, rows, conflict=SKIP_CONFLICTS, returning=("event_id",)
         )
         return {r.event_id for r in claimed}
 

@@ -67,7 +67,7 @@ from hub.model import (
 )
 from hub.model.privacy import Consent, ConsentPurpose, PrivacySubject
 from hub.model.report import CampaignCount, FunnelCount, Period, RequestCount, SegmentSize
-from hub.store.bulk import insert_rows
+from hub.store.bulk import SKIP_CONFLICTS, insert_rows
 from hub.store.db import reading
 from hub.store.types import PerDialect, UTCDateTime, any_of, dialect_insert, within
 
@@ -415,6 +415,7 @@ def tables_of(adapter_class: type) -> tuple[MetaData | None, Path | None]:
 __all__ = [
     "CATALOG",
     "GOLDEN_ID",
+    "SKIP_CONFLICTS",
     "Adapter",
     "AdapterConfig",
     "AdapterContext",

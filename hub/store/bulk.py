@@ -1,20 +1,24 @@
-"""insert_rows: many rows into one table in one statement, for the hot paths' plain inserts (no
-RETURNING), inside the caller's transaction.
+"""insert_rows: many rows into one table in one statement, for the hot paths' inserts, inside the
+caller's transaction; optionally skipping rows that conflict, and answering the rows inserted.
 
-On PostgreSQL the rows go straight to asyncpg's executemany on the connection SQLAlchemy holds, in the
-transaction SQLAlchemy has begun there: SQLAlchemy's own executemany costs about 120 µs of CPU more per
-statement (its DBAPI adapter, execution context and greenlet hops; bench/RESULTS.md), and each group of
-started contacts runs four such inserts. What stays the same:
+On PostgreSQL the rows go straight to asyncpg on the connection SQLAlchemy holds, in the transaction
+SQLAlchemy has begun there: SQLAlchemy's own executemany costs about 120 µs of CPU more per statement
+(its DBAPI adapter, execution context and greenlet hops; bench/RESULTS.md), and each group of started
+contacts runs six such inserts. Plain rows go to asyncpg's executemany; rows whose inserted keys come
+back go as one array per column (`INSERT … SELECT * FROM unnest($1::type[], …) … RETURNING`), one
+statement and one prepared plan for any number of rows. What stays the same:
 - the values go through the columns' own bind processing (TypeDecorators included);
 - a column left out gets its scalar default, as SQLAlchemy would give it;
 - errors come back as SQLAlchemy's (a duplicate key is an IntegrityError);
 - the rows are in the caller's transaction: before SQLAlchemy has begun it on the connection (no
   statement ran there yet), they take SQLAlchemy's own path, which begins it.
-Other backends: SQLAlchemy's executemany.
+Other backends: SQLAlchemy's executemany (with ON CONFLICT and RETURNING, as SQLite spells them too).
 """
 
 from __future__ import annotations
 
+import re
+from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +29,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.store.types import dialect_insert
+
 _Processor = Callable[[Any], Any] | None
+SKIP_CONFLICTS = ()  # `conflict=SKIP_CONFLICTS`: a row that conflicts with any unique key is left out
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,25 +41,43 @@ class _Insert:
     keys: tuple[str, ...]  # the row's keys, in the statement's order
     processors: tuple[_Processor, ...]
     defaults: tuple[Any, ...]  # the scalar defaults of the columns left out, in the statement's order
+    row: Any  # the namedtuple of the returned columns (None: nothing returned)
+    results: tuple[_Processor, ...]
 
 
-_PLANS: dict[tuple[Table, tuple[str, ...], str, str], _Insert] = {}
+_PlanKey = tuple[Table, tuple[str, ...], tuple[str, ...] | None, tuple[str, ...], str, str]
+_PLANS: dict[_PlanKey, _Insert] = {}
 
 
-async def insert_rows(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert `rows` (each with the same keys: column names) into `table`."""
+async def insert_rows(
+    conn: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    conflict: Sequence[str] | None = None,
+    returning: Sequence[str] = (),
+) -> list[Any]:
+    """Insert `rows` (each with the same keys: column names) into `table`. `conflict`: leave out the
+    rows that conflict on these columns' unique key (SKIP_CONFLICTS: on any). `returning`: the columns
+    of the rows inserted, answered as rows (attributes by column name); else nothing is answered."""
     if not rows:
-        return
-    plan = _plan(table, tuple(rows[0]), conn.dialect)  # also where a row names no column of the table
+        return []
+    target = None if conflict is None else tuple(conflict)
+    plan = _plan(table, tuple(rows[0]), target, tuple(returning), conn.dialect)  # checks the names too
     if conn.dialect.name == "postgresql":
         driver = (await conn.get_raw_connection()).driver_connection
         if isinstance(driver, asyncpg.Connection) and driver.is_in_transaction():
-            await _executemany(driver, plan, rows)
-            return
-    await conn.execute(table.insert(), list(rows))
+            return await _run(driver, plan, rows)
+    statement: Any = table.insert() if target is None else dialect_insert(conn, table)
+    if target is not None:
+        statement = statement.on_conflict_do_nothing(index_elements=list(target) or None)
+    if returning:
+        return list(await conn.execute(statement.returning(*(table.c[c] for c in returning)), list(rows)))
+    await conn.execute(statement, list(rows))
+    return []
 
 
-async def _executemany(driver: asyncpg.Connection, plan: _Insert, rows: Sequence[Mapping[str, Any]]) -> None:
+async def _run(driver: asyncpg.Connection, plan: _Insert, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
     pairs = tuple(zip(plan.keys, plan.processors, strict=True))
     defaults = plan.defaults
     values = [
@@ -60,23 +85,35 @@ async def _executemany(driver: asyncpg.Connection, plan: _Insert, rows: Sequence
         for row in rows
     ]
     try:
-        await driver.executemany(plan.sql, values)
+        if plan.row is None:
+            await driver.executemany(plan.sql, values)
+            return []
+        found = await driver.fetch(plan.sql, *(list(column) for column in zip(*values, strict=True)))
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise IntegrityError(plan.sql, None, exc) from exc
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DBAPIError(plan.sql, None, exc) from exc
+    make, results = plan.row, plan.results
+    return [make(*(v if p is None or v is None else p(v) for v, p in zip(r, results, strict=True)))
+            for r in found]
 
 
-def _plan(table: Table, keys: tuple[str, ...], dialect: Dialect) -> _Insert:
-    key = (table, keys, dialect.name, dialect.driver)  # a bind processor is the backend's own
+def _plan(
+    table: Table, keys: tuple[str, ...], conflict: tuple[str, ...] | None, returning: tuple[str, ...],
+    dialect: Dialect,
+) -> _Insert:
+    key = (table, keys, conflict, returning, dialect.name, dialect.driver)  # processors are the backend's
     plan = _PLANS.get(key)
     if plan is None:
-        plan = _PLANS[key] = _make_plan(table, keys, dialect)
+        plan = _PLANS[key] = _make_plan(table, keys, conflict, returning, dialect)
     return plan
 
 
-def _make_plan(table: Table, keys: tuple[str, ...], dialect: Dialect) -> _Insert:
-    unknown = [k for k in keys if k not in table.c]
+def _make_plan(
+    table: Table, keys: tuple[str, ...], conflict: tuple[str, ...] | None, returning: tuple[str, ...],
+    dialect: Dialect,
+) -> _Insert:
+    unknown = [k for k in (*keys, *(conflict or ()), *returning) if k not in table.c]
     if unknown:
         raise ValueError(f"{table.name} has no column {', '.join(unknown)}")
     left_out = []
@@ -89,12 +126,33 @@ def _make_plan(table: Table, keys: tuple[str, ...], dialect: Dialect) -> _Insert
     columns = [table.c[k] for k in keys] + left_out
     preparer = dialect.identifier_preparer
     names = ", ".join(preparer.quote(c.name) for c in columns)
-    places = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+    if returning:
+        # One array per column. The element type without a length: a cast to VARCHAR(40) would cut a
+        # longer value quietly, where the column refuses it.
+        arrays = ", ".join(
+            f"${n}::{_unsized(c.type.compile(dialect=dialect))}[]" for n, c in enumerate(columns, 1)
+        )
+        rows = f"SELECT * FROM unnest({arrays})"
+    else:
+        rows = "VALUES (" + ", ".join(f"${n}" for n in range(1, len(columns) + 1)) + ")"
+    sql = f"INSERT INTO {preparer.format_table(table)} ({names}) {rows}"
+    if conflict is not None:
+        target = f" ({', '.join(preparer.quote(table.c[c].name) for c in conflict)})" if conflict else ""
+        sql += f" ON CONFLICT{target} DO NOTHING"
+    if returning:
+        sql += " RETURNING " + ", ".join(preparer.quote(table.c[c].name) for c in returning)
     processors = tuple(table.c[k].type.dialect_impl(dialect).bind_processor(dialect) for k in keys)
     defaults = []
     for column in left_out:
         value = column.default.arg  # type: ignore[union-attr]
         process = column.type.dialect_impl(dialect).bind_processor(dialect)
         defaults.append(process(value) if process is not None and value is not None else value)
-    sql = f"INSERT INTO {preparer.format_table(table)} ({names}) VALUES ({places})"
-    return _Insert(sql, keys, processors, tuple(defaults))
+    row = namedtuple(f"{table.name}_row", returning, rename=True) if returning else None  # type: ignore[misc]
+    results = tuple(
+        table.c[c].type.dialect_impl(dialect).result_processor(dialect, None) for c in returning
+    )
+    return _Insert(sql, keys, processors, tuple(defaults), row, results)
+
+
+def _unsized(type_sql: str) -> str:
+    return re.sub(r"\(\d+\)", "", type_sql)

@@ -1,6 +1,7 @@
-"""insert_rows: the rows as SQLAlchemy would insert them (types, defaults), in the caller's transaction
-whether or not a statement ran before them, and a duplicate key as SQLAlchemy's IntegrityError, on both
-backends (on PostgreSQL the rows go to the driver directly once SQLAlchemy has begun the transaction)."""
+"""insert_rows: the rows as SQLAlchemy would insert them (types, defaults, JSON), in the caller's
+transaction whether or not a statement ran before them, a duplicate key as SQLAlchemy's IntegrityError,
+conflicts skipped and the inserted rows answered, on both backends (on PostgreSQL the rows go to the
+driver directly once SQLAlchemy has begun the transaction)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from hub.store.bulk import insert_rows
+from adapters.crm.tables import crm_customers
+from hub.store.bulk import SKIP_CONFLICTS, insert_rows
 from hub.store.db import create_engine, migrate
-from hub.store.tables import contacts, customers, outbox
+from hub.store.tables import contacts, customer_keys, customers, outbox
 
 AT = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
 
@@ -56,6 +58,32 @@ async def _check(url: str) -> None:
         async with engine.connect() as conn:
             assert (await conn.execute(select(func.count()).select_from(customers))).scalar_one() == 1
             assert (await conn.execute(select(func.count()).select_from(outbox))).scalar_one() == 3
+
+        # Conflicts skipped, the inserted rows answered (by any unique key, or by the one named).
+        keys = [{"kind": "email", "value": f"k{i}@example.com", "customer_id": "cus_a", "created_at": AT}
+                for i in range(4)]
+        async with engine.begin() as tx:
+            await tx.execute(select(1))
+            first = await insert_rows(tx, customer_keys, keys[:2], conflict=SKIP_CONFLICTS,
+                                      returning=("kind", "value"))
+            again = await insert_rows(tx, customer_keys, keys, conflict=SKIP_CONFLICTS,
+                                      returning=("kind", "value"))
+        assert sorted((r.kind, r.value) for r in first) == [("email", "k0@example.com"), ("email", "k1@example.com")]
+        assert sorted(r.value for r in again) == ["k2@example.com", "k3@example.com"]
+        async with engine.begin() as tx:
+            await tx.run_sync(crm_customers.create)
+        row = {"id": "cus_a", "name": "Ann Élan", "emails": ["a@example.com"], "phones": [],
+               "attributes": {"tier": "gold", "n": 2}, "products": [], "created_at": AT, "updated_at": AT}
+        async with engine.begin() as tx:
+            await tx.execute(select(1))
+            made = await insert_rows(tx, crm_customers, [row, {**row, "id": "cus_b", "name": None}],
+                                     conflict=("id",), returning=("id",))
+            made += await insert_rows(tx, crm_customers, [row], conflict=("id",), returning=("id",))
+        assert sorted(r.id for r in made) == ["cus_a", "cus_b"]
+        async with engine.connect() as conn:
+            got = (await conn.execute(select(crm_customers).where(crm_customers.c.id == "cus_a"))).one()
+            assert (got.name, got.emails, got.attributes, got.created_at) == (
+                "Ann Élan", ["a@example.com"], {"tier": "gold", "n": 2}, AT)
 
         with pytest.raises(ValueError, match="no column"):
             async with engine.begin() as tx:
