@@ -58,6 +58,7 @@ from hub.ports import (
     Tx,
     any_of,
     dialect_insert,
+    fetch_rows,
     new_lead_code,
     read,
     read_contact_event,
@@ -174,7 +175,7 @@ class BuiltinCM:
         catalog = self.catalog
         now = self._clock()
         async with self._reader.connect() as conn:
-            rows = (await conn.execute(_PROFILES, {"ids": ids})).all()
+            rows = await fetch_rows(conn, _PROFILES, {"ids": ids})
         out: dict[str, Record] = {}
         for customer_id, raw, version in rows:
             state = CustomerState.from_dict(raw)
@@ -542,7 +543,7 @@ class BuiltinCM:
         return state, row.version
 
     async def _read_many(self, conn: AsyncConnection, ids: list[str]) -> dict[str, CustomerState]:
-        rows = (await conn.execute(_PROFILES, {"ids": ids})).all()
+        rows = await fetch_rows(conn, _PROFILES, {"ids": ids})
         states = {cid: CustomerState() for cid in ids}
         for row in rows:
             state = CustomerState.from_dict(row.state)

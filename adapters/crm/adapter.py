@@ -49,6 +49,7 @@ from hub.ports import (
     Tx,
     any_of,
     dialect_insert,
+    fetch_rows,
     insert_rows,
     read_contact_event,
     store_health,
@@ -114,7 +115,7 @@ class BuiltinCRM:
         if not ids:
             return {}
         async with self._reader.connect() as conn:
-            rows = (await conn.execute(_CUSTOMERS, {"ids": ids})).all()
+            rows = await fetch_rows(conn, _CUSTOMERS, {"ids": ids})
         return {
             r.id: {
                 "name": r.name,

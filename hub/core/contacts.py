@@ -40,8 +40,8 @@ from hub.events import (
 from hub.messaging.outbox import Outbox
 from hub.model import HUB_SYSTEM, Channel, Contact, CustomerFacts, Key, KeyKind
 from hub.ports import BatchContactRegistry, ContactRegistry
-from hub.store.bulk import insert_rows
 from hub.store.db import reading
+from hub.store.direct import insert_rows
 from hub.store.tables import contacts as contacts_table
 from hub.store.types import any_of
 

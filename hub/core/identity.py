@@ -13,7 +13,7 @@ from hub.core.errors import BadInput
 from hub.events import utcnow
 from hub.model import GOLDEN_ID, Key, KeyKind
 from hub.model.customer import GOLDEN_ID_PREFIX, is_golden_id
-from hub.store.bulk import SKIP_CONFLICTS, insert_rows
+from hub.store.direct import SKIP_CONFLICTS, insert_rows
 from hub.store.tables import customer_keys, customers
 from hub.store.types import any_of
 

@@ -14,7 +14,7 @@ from hub.model import is_golden_id
 from hub.observability import tracing
 from hub.observability.metrics import system_call
 from hub.ports import BatchEventConsumer, EventConsumer
-from hub.store.bulk import SKIP_CONFLICTS, insert_rows
+from hub.store.direct import SKIP_CONFLICTS, insert_rows
 from hub.store.privacy import erased
 from hub.store.tables import processed_messages
 from hub.store.types import dialect_insert

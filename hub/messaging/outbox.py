@@ -21,8 +21,8 @@ from hub.events import CloudEvent, utcnow
 from hub.messaging.bus.base import Bus, BusError, Unroutable, topic_matches
 from hub.observability import metrics, tracing
 from hub.ports import Tx
-from hub.store.bulk import insert_rows
 from hub.store.db import reading
+from hub.store.direct import fetch_rows, insert_rows
 from hub.store.tables import outbox
 from hub.store.types import any_of
 from hub.waiting import wait_event
@@ -34,6 +34,13 @@ log = logging.getLogger(__name__)
 RELAY_LOCK = 7301002
 KNOWN_TYPES = 1024  # event types whose routing an outbox remembers
 # A round's published rows, marked sent in one statement (up to relay_batch seqs).
+# The oldest unsent rows, in order: one round.
+_UNSENT = (
+    select(outbox.c.seq, outbox.c.type, outbox.c.body)
+    .where(outbox.c.sent_at.is_(None))
+    .order_by(outbox.c.seq)
+    .limit(bindparam("batch"))
+)
 _MARK_SENT = update(outbox).where(any_of(outbox.c.seq, "seqs")).values(sent_at=bindparam("now"))
 
 
@@ -206,14 +213,7 @@ class OutboxRelay:
                 got = (await tx.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({RELAY_LOCK})")).scalar()
                 if not got:
                     return 0
-            rows = (
-                await tx.execute(
-                    select(outbox.c.seq, outbox.c.type, outbox.c.body)
-                    .where(outbox.c.sent_at.is_(None))
-                    .order_by(outbox.c.seq)
-                    .limit(self._batch)
-                )
-            ).all()
+            rows = await fetch_rows(tx, _UNSENT, {"batch": self._batch})
             # Known as soon as the round is read: writers are ahead of the relay.
             self.behind = len(rows) >= self._behind_at
             if not rows:
@@ -234,7 +234,7 @@ class OutboxRelay:
                 done.append(row.seq)
             now = utcnow()
             if done:
-                await tx.execute(_MARK_SENT, {"seqs": done, "now": now})
+                await fetch_rows(tx, _MARK_SENT, {"seqs": done, "now": now})
                 metrics.relayed(len(done))
             for seq, reason in unroutable.items():
                 await tx.execute(update(outbox).where(outbox.c.seq == seq).values(last_error=reason))

@@ -67,8 +67,8 @@ from hub.model import (
 )
 from hub.model.privacy import Consent, ConsentPurpose, PrivacySubject
 from hub.model.report import CampaignCount, FunnelCount, Period, RequestCount, SegmentSize
-from hub.store.bulk import SKIP_CONFLICTS, insert_rows
 from hub.store.db import reading
+from hub.store.direct import SKIP_CONFLICTS, fetch_rows, insert_rows
 from hub.store.types import PerDialect, UTCDateTime, any_of, dialect_insert, within
 
 if TYPE_CHECKING:
@@ -483,6 +483,7 @@ __all__ = [
     "UTCDateTime",
     "any_of",
     "dialect_insert",
+    "fetch_rows",
     "insert_rows",
     "is_golden_id",
     "load_located",

@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import JSON, Boolean, Column, Index, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.store.direct import fetch_rows
 from hub.store.types import UTCDateTime, any_of
 
 metadata = MetaData()
@@ -65,5 +66,5 @@ async def erased(conn: AsyncConnection, customer_ids: Iterable[str]) -> set[str]
     ids = list(dict.fromkeys(customer_ids))
     if not ids:
         return set()
-    rows = await conn.execute(_ERASED, {"ids": ids})
+    rows = await fetch_rows(conn, _ERASED, {"ids": ids})
     return {r.customer_id for r in rows}

@@ -8,13 +8,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.crm.tables import crm_customers
-from hub.store.bulk import SKIP_CONFLICTS, insert_rows
-from hub.store.db import create_engine, migrate
+from hub.store.db import create_engine, migrate, reading
+from hub.store.direct import SKIP_CONFLICTS, fetch_rows, insert_rows
 from hub.store.tables import contacts, customer_keys, customers, outbox
+from hub.store.types import any_of
 
 AT = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
 
@@ -101,3 +102,52 @@ async def test_insert_rows_on_sqlite(sqlite_url):
 async def test_insert_rows_on_postgres(postgres_url):
     await _check(postgres_url)
 
+
+
+# --- fetch_rows ------------------------------------------------------------------------------------
+
+UNSENT = (select(outbox.c.seq, outbox.c.event_id, outbox.c.created_at).where(outbox.c.sent_at.is_(None))
+          .order_by(outbox.c.seq).limit(bindparam("n")))
+OF_TYPE = select(outbox.c.event_id).where(outbox.c.type == "contact.started", any_of(outbox.c.event_id, "ids"))
+MARK = update(outbox).where(any_of(outbox.c.event_id, "ids")).values(sent_at=bindparam("at"))
+MARK_RETURNING = MARK.returning(outbox.c.event_id, outbox.c.sent_at)
+EXPANDING = select(outbox.c.event_id).where(outbox.c.event_id.in_(bindparam("ids", expanding=True)))
+
+
+async def _fetch(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+        async with engine.begin() as tx:
+            await insert_rows(tx, outbox, _outbox_rows(0, 5))
+        async with reading(engine).connect() as conn:  # a reader (autocommit on PostgreSQL)
+            first = await fetch_rows(conn, UNSENT, {"n": 3})
+            assert [r.event_id for r in first] == ["evt-0", "evt-1", "evt-2"]
+            _seq, event_id, created_at = first[0]  # by position too
+            assert event_id == "evt-0" and created_at == AT and created_at.tzinfo is not None
+            found = await fetch_rows(conn, OF_TYPE, {"ids": ["evt-1", "evt-4", "nobody"]})
+            assert sorted(r.event_id for r in found) == ["evt-1", "evt-4"]  # and the value bound in it
+            assert [r.event_id for r in await fetch_rows(conn, EXPANDING, {"ids": ["evt-3"]})] == ["evt-3"]
+        later = AT + timedelta(minutes=5)
+        async with engine.begin() as tx:  # DML before any other statement, then after one
+            assert await fetch_rows(tx, MARK, {"ids": ["evt-0"], "at": later}) == []
+            marked = await fetch_rows(tx, MARK_RETURNING, {"ids": ["evt-1", "evt-2"], "at": later})
+            assert sorted((r.event_id, r.sent_at) for r in marked) == [("evt-1", later), ("evt-2", later)]
+        with pytest.raises(RuntimeError):
+            async with engine.begin() as tx:
+                await tx.execute(select(1))
+                await fetch_rows(tx, MARK, {"ids": ["evt-3"], "at": later})
+                raise RuntimeError("rolled back with the caller's transaction")
+        async with engine.connect() as conn:
+            assert [r.event_id for r in await fetch_rows(conn, UNSENT, {"n": 10})] == ["evt-3", "evt-4"]
+    finally:
+        await engine.dispose()
+
+
+async def test_fetch_rows_on_sqlite(sqlite_url):
+    await _fetch(sqlite_url)
+
+
+@pytest.mark.postgres
+async def test_fetch_rows_on_postgres(postgres_url):
+    await _fetch(postgres_url)
