@@ -17,7 +17,6 @@ from hub.ports import BatchEventConsumer, EventConsumer
 from hub.store.direct import SKIP_CONFLICTS, insert_rows
 from hub.store.privacy import erased
 from hub.store.tables import processed_messages
-from hub.store.types import dialect_insert
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +138,11 @@ class IdempotentConsumer:
 
     async def _claim(self, tx: AsyncConnection, event: CloudEvent) -> bool:
         """Record the event as applied to this destination; False when it was recorded before."""
-        claimed = await tx.execute(
-            dialect_insert(tx, processed_messages)
-            .values(destination=self.destination, event_id=event.id, processed_at=utcnow())
-            .on_conflict_do_nothing()
-            .returning(processed_messages.c.event_id)
+        row = {"destination": self.destination, "event_id": event.id, "processed_at": utcnow()}
+        claimed = await insert_rows(
+            tx, processed_messages, [row], conflict=SKIP_CONFLICTS, returning=("event_id",)
         )
-        return claimed.first() is not None
+        return bool(claimed)
 
     async def _claim_many(self, tx: AsyncConnection, events: Sequence[CloudEvent]) -> set[str]:
         """Record the events as applied; the ids of those not recorded before."""

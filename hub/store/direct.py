@@ -28,11 +28,10 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
-
-from hub.store.types import dialect_insert
 
 _Processor = Callable[[Any], Any] | None
 SKIP_CONFLICTS = ()  # `conflict=SKIP_CONFLICTS`: a row that conflicts with any unique key is left out
@@ -46,6 +45,7 @@ class _Insert:
     defaults: tuple[Any, ...]  # the scalar defaults of the columns left out, in the statement's order
     row: Any  # the namedtuple of the returned columns (None: nothing returned)
     results: tuple[_Processor, ...]
+    statement: Any  # SQLAlchemy's, for its own path (built once: building one costs more than running it)
 
 
 _PlanKey = tuple[Table, tuple[str, ...], tuple[str, ...] | None, tuple[str, ...], str, str]
@@ -71,13 +71,8 @@ async def insert_rows(
         driver = (await conn.get_raw_connection()).driver_connection
         if isinstance(driver, asyncpg.Connection) and driver.is_in_transaction():
             return await _run(driver, plan, rows)
-    statement: Any = table.insert() if target is None else dialect_insert(conn, table)
-    if target is not None:
-        statement = statement.on_conflict_do_nothing(index_elements=list(target) or None)
-    if returning:
-        return list(await conn.execute(statement.returning(*(table.c[c] for c in returning)), list(rows)))
-    await conn.execute(statement, list(rows))
-    return []
+    result = await conn.execute(plan.statement, list(rows) if len(rows) > 1 else dict(rows[0]))
+    return list(result) if returning else []
 
 
 async def _run(driver: asyncpg.Connection, plan: _Insert, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -151,10 +146,16 @@ def _make_plan(
         process = column.type.dialect_impl(dialect).bind_processor(dialect)
         defaults.append(process(value) if process is not None and value is not None else value)
     row = _row_class([table.c[c] for c in returning])
+    upsert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert  # both spell ON CONFLICT
+    statement: Any = table.insert() if conflict is None else upsert(table)
+    if conflict is not None:
+        statement = statement.on_conflict_do_nothing(index_elements=list(conflict) or None)
+    if returning:
+        statement = statement.returning(*(table.c[c] for c in returning))
     results = tuple(
         table.c[c].type.dialect_impl(dialect).result_processor(dialect, None) for c in returning
     )
-    return _Insert(sql, keys, processors, tuple(defaults), row, results)
+    return _Insert(sql, keys, processors, tuple(defaults), row, results, statement)
 
 
 def _unsized(type_sql: str) -> str:
