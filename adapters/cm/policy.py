@@ -27,8 +27,9 @@ says so. Nothing recorded: allowed.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -494,7 +495,7 @@ class _Candidate:
     offer: OfferSpec
     channel: Channel
     score: float
-    reason: str
+    reason: Callable[[], str]  # said only for the candidates that make the list
 
 
 def _eligible_by(offer: OfferSpec, member: set[str], names: Mapping[str, str]) -> str | None:
@@ -507,6 +508,27 @@ def _eligible_by(offer: OfferSpec, member: set[str], names: Mapping[str, str]) -
     if not hits:
         return None
     return "eligible: segment " + ", ".join(f"{names[s]} ({s})" for s in hits)
+
+
+def _reason(
+    why: str, offer: OfferSpec, p: float, accepted: int, shown: int, interest: tuple[float, str | None, int],
+    later: float, unprofiled: str | None, skipped: list[str], by: Channel | None, score: float,
+) -> str:
+    boost, topic, n = interest
+    prior = f"prior {PRIOR_A:g}/{PRIOR_A + PRIOR_B:g}"
+    parts = [why, f"propensity {p:.3f} ({accepted}/{shown} accepted, {prior})"]
+    if topic:
+        parts.append(f"interest in {topic} x{boost:.2f} ({n} in {INTEREST_DAYS} days)")
+    if later != 1.0:
+        parts.append(f"answered LATER x{later:g}")
+    if unprofiled:
+        parts.append(f"{unprofiled}: interest not used")
+    if skipped:
+        parts.append(f"no marketing consent by {', '.join(skipped)}: offered by {by.value if by else ''}")
+    parts.append(f"score {offer.priority:g} x {p:.3f} x {offer.value:g}"
+                 f"{f' x {boost:.2f}' if boost != 1 else ''}{f' x {later:g}' if later != 1 else ''}"
+                 f" = {score:.2f}")
+    return "; ".join(parts)
 
 
 def rank(
@@ -554,20 +576,10 @@ def rank(
         answered_later = st is not None and st.last_response is PropositionResponse.LATER
         later = offer.later_factor if answered_later else 1.0
         score = offer.priority * p * offer.value * boost * later
-        prior = f"prior {PRIOR_A:g}/{PRIOR_A + PRIOR_B:g}"
-        parts = [why, f"propensity {p:.3f} ({accepted}/{shown} accepted, {prior})"]
-        if topic:
-            parts.append(f"interest in {topic} x{boost:.2f} ({n} in {INTEREST_DAYS} days)")
-        if later != 1.0:
-            parts.append(f"answered LATER x{later:g}")
-        if unprofiled:
-            parts.append(f"{unprofiled}: interest not used")
-        if skipped:
-            parts.append(f"no marketing consent by {', '.join(skipped)}: offered by {by.value if by else ''}")
-        parts.append(f"score {offer.priority:g} x {p:.3f} x {offer.value:g}"
-                     f"{f' x {boost:.2f}' if boost != 1 else ''}{f' x {later:g}' if later != 1 else ''}"
-                     f" = {score:.2f}")
-        candidates.append(_Candidate(offer, by or offer.channels[0], score, "; ".join(parts)))
+        reason = functools.partial(
+            _reason, why, offer, p, accepted, shown, (boost, topic, n), later, unprofiled, skipped, by, score
+        )
+        candidates.append(_Candidate(offer, by or offer.channels[0], score, reason))
     candidates.sort(key=lambda c: (-c.score, c.offer.id))
     top = candidates[:limit]
     dec = decision_id(customer_id, channel, state.version, catalog.version, [c.offer.id for c in top])
@@ -578,7 +590,7 @@ def rank(
             channel=c.channel,
             priority=c.offer.priority,
             score=c.score,
-            reason=c.reason,
+            reason=c.reason(),
             decision_id=dec,
         )
         for c in top
