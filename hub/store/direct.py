@@ -14,7 +14,9 @@ statement and one prepared plan for any number of rows. What stays the same:
 - a column left out gets its scalar default, as SQLAlchemy would give it;
 - errors come back as SQLAlchemy's (a duplicate key is an IntegrityError);
 - the rows are in the caller's transaction: before SQLAlchemy has begun it on the connection (no
-  statement ran there yet), they take SQLAlchemy's own path, which begins it.
+  statement ran there yet), they take SQLAlchemy's own path, which begins it;
+- whoever watches SQLAlchemy's statements (a `before_cursor_execute` listener: tracing, a kit counting
+  a system's calls) sees them all: with one listening, every statement takes SQLAlchemy's path.
 Other backends: SQLAlchemy's executemany (with ON CONFLICT and RETURNING, as SQLite spells them too).
 """
 
@@ -67,12 +69,21 @@ async def insert_rows(
         return []
     target = None if conflict is None else tuple(conflict)
     plan = _plan(table, tuple(rows[0]), target, tuple(returning), conn.dialect)  # checks the names too
-    if conn.dialect.name == "postgresql":
-        driver = (await conn.get_raw_connection()).driver_connection
-        if isinstance(driver, asyncpg.Connection) and driver.is_in_transaction():
-            return await _run(driver, plan, rows)
+    driver = await _driver(conn)
+    if driver is not None and driver.is_in_transaction():
+        return await _run(driver, plan, rows)
     result = await conn.execute(plan.statement, list(rows) if len(rows) > 1 else dict(rows[0]))
     return list(result) if returning else []
+
+
+async def _driver(conn: AsyncConnection) -> asyncpg.Connection | None:
+    """The asyncpg connection under `conn`, unless the statement should take SQLAlchemy's path: another
+    backend, or someone listening to SQLAlchemy's statements."""
+    sync = conn.sync_connection
+    if conn.dialect.name != "postgresql" or sync is None or sync.dispatch.before_cursor_execute:
+        return None
+    driver = (await conn.get_raw_connection()).driver_connection
+    return driver if isinstance(driver, asyncpg.Connection) else None
 
 
 async def _run(driver: asyncpg.Connection, plan: _Insert, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -183,14 +194,13 @@ async def fetch_rows(
     (attributes by column name; none for DML without RETURNING). For the hot paths' statements built once
     at import: on PostgreSQL they go to asyncpg as SQLAlchemy compiled them, when the connection is in
     autocommit (a reader) or its transaction has begun; else, and elsewhere, through SQLAlchemy."""
-    if conn.dialect.name == "postgresql":
+    driver = await _driver(conn)
+    if driver is not None:
         plan = _statement(statement, conn.dialect)
-        if plan is not None:
-            driver = (await conn.get_raw_connection()).driver_connection
-            options = conn.sync_connection.get_execution_options() if conn.sync_connection else {}
-            reader = options.get("isolation_level") == "AUTOCOMMIT"
-            if isinstance(driver, asyncpg.Connection) and (reader or driver.is_in_transaction()):
-                return await _fetch(driver, plan, params or {})
+        options = conn.sync_connection.get_execution_options() if conn.sync_connection else {}
+        reader = options.get("isolation_level") == "AUTOCOMMIT"
+        if plan is not None and (reader or driver.is_in_transaction()):
+            return await _fetch(driver, plan, params or {})
     result = await conn.execute(statement, dict(params or {}))
     return list(result) if result.returns_rows else []
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, event, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adapters.crm.tables import crm_customers
@@ -151,3 +151,20 @@ async def test_fetch_rows_on_sqlite(sqlite_url):
 @pytest.mark.postgres
 async def test_fetch_rows_on_postgres(postgres_url):
     await _fetch(postgres_url)
+
+
+@pytest.mark.postgres
+async def test_a_listener_sees_every_statement(postgres_url):
+    """Whoever listens to SQLAlchemy's statements (tracing, a kit counting calls) sees these too."""
+    engine = create_engine(postgres_url)
+    seen: list[str] = []
+    try:
+        await migrate(engine)
+        event.listen(engine.sync_engine, "before_cursor_execute", lambda _c, _cur, sql, *_: seen.append(sql))
+        async with engine.begin() as tx:
+            await tx.execute(select(1))
+            await insert_rows(tx, outbox, _outbox_rows(0, 2))
+            await fetch_rows(tx, UNSENT, {"n": 5})
+        assert any("INSERT INTO outbox" in s for s in seen) and any("FROM outbox" in s for s in seen)
+    finally:
+        await engine.dispose()
