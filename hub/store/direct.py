@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import re
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy import Table
@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 _Processor = Callable[[Any], Any] | None
+T = TypeVar("T")
 SKIP_CONFLICTS = ()  # `conflict=SKIP_CONFLICTS`: a row that conflicts with any unique key is left out
 
 
@@ -89,22 +90,32 @@ async def _driver(conn: AsyncConnection) -> asyncpg.Connection | None:
 async def _run(driver: asyncpg.Connection, plan: _Insert, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
     pairs = tuple(zip(plan.keys, plan.processors, strict=True))
     defaults = plan.defaults
-    values = [
-        (*(v if (v := row[key]) is None or p is None else p(v) for key, p in pairs), *defaults)
-        for row in rows
-    ]
+    values = [(*(_bound(row[key], p) for key, p in pairs), *defaults) for row in rows]
+    if plan.row is None:
+        await _answered(plan.sql, driver.executemany(plan.sql, values))
+        return []
+    columns = (list(column) for column in zip(*values, strict=True))  # one array per column: unnest
+    return _rows(plan.row, plan.results, await _answered(plan.sql, driver.fetch(plan.sql, *columns)))
+
+
+async def _answered(sql: str, call: Awaitable[T]) -> T:
+    """The driver's answer, its errors as SQLAlchemy's (a duplicate key is an IntegrityError)."""
     try:
-        if plan.row is None:
-            await driver.executemany(plan.sql, values)
-            return []
-        found = await driver.fetch(plan.sql, *(list(column) for column in zip(*values, strict=True)))
+        return await call
     except asyncpg.IntegrityConstraintViolationError as exc:
-        raise IntegrityError(plan.sql, None, exc) from exc
+        raise IntegrityError(sql, None, exc) from exc
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise DBAPIError(plan.sql, None, exc) from exc
-    make, results = plan.row, plan.results
-    return [make(*(v if p is None or v is None else p(v) for v, p in zip(r, results, strict=True)))
-            for r in found]
+        raise DBAPIError(sql, None, exc) from exc
+
+
+def _rows(row: Any, results: tuple[_Processor, ...], found: Sequence[Any]) -> list[Any]:
+    """The driver's records as rows by attribute and position, through the columns' result processing."""
+    return [row(*(_bound(v, p) for v, p in zip(r, results, strict=True))) for r in found]
+
+
+def _bound(value: Any, process: _Processor) -> Any:
+    """A value through a column's bind or result processing (never applied to NULL)."""
+    return value if process is None or value is None else process(value)
 
 
 def _plan(
@@ -155,7 +166,7 @@ def _make_plan(
     for column in left_out:
         value = column.default.arg  # type: ignore[union-attr]
         process = column.type.dialect_impl(dialect).bind_processor(dialect)
-        defaults.append(process(value) if process is not None and value is not None else value)
+        defaults.append(_bound(value, process))
     row = _row_class([table.c[c] for c in returning])
     upsert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert  # both spell ON CONFLICT
     statement: Any = table.insert() if conflict is None else upsert(table)
@@ -208,21 +219,8 @@ async def fetch_rows(
 async def _fetch(driver: asyncpg.Connection, plan: _Statement, params: Mapping[str, Any]) -> list[Any]:
     values = plan.compiled.construct_params(params) if params else plan.compiled.construct_params()
     args = [_bound(values[n], p) for n, p in zip(plan.names, plan.processors, strict=True)]
-    try:
-        found = await driver.fetch(plan.sql, *args)
-    except asyncpg.IntegrityConstraintViolationError as exc:
-        raise IntegrityError(plan.sql, None, exc) from exc
-    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise DBAPIError(plan.sql, None, exc) from exc
-    if plan.row is None:
-        return []
-    make, results = plan.row, plan.results
-    return [make(*(v if p is None or v is None else p(v) for v, p in zip(r, results, strict=True)))
-            for r in found]
-
-
-def _bound(value: Any, process: _Processor) -> Any:
-    return value if process is None or value is None else process(value)
+    found = await _answered(plan.sql, driver.fetch(plan.sql, *args))
+    return [] if plan.row is None else _rows(plan.row, plan.results, found)
 
 
 def _statement(statement: Any, dialect: Dialect) -> _Statement | None:

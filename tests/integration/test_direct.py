@@ -5,11 +5,14 @@ driver directly once SQLAlchemy has begun the transaction)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import bindparam, event, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.crm.tables import crm_customers
 from hub.store.db import create_engine, migrate, reading
@@ -20,15 +23,24 @@ from hub.store.types import any_of
 AT = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
 
 
+@contextlib.asynccontextmanager
+async def _store(url: str) -> AsyncIterator[AsyncEngine]:
+    """The hub's store at `url`, migrated; disposed after."""
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
 def _outbox_rows(first: int, n: int) -> list[dict]:
     return [{"event_id": f"evt-{i}", "type": "contact.started", "subject": f"cus_{i}", "body": b"\x00{\xff}",
              "created_at": AT} for i in range(first, first + n)]
 
 
 async def _check(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        await migrate(engine)
+    async with _store(url) as engine:
         async with engine.begin() as tx:  # the first statement on the connection: SQLAlchemy's path
             await insert_rows(tx, customers, [{"id": "cus_a", "created_at": AT}])
             await insert_rows(tx, outbox, _outbox_rows(0, 3))  # after a statement: the driver's path
@@ -90,8 +102,6 @@ async def _check(url: str) -> None:
             async with engine.begin() as tx:
                 await tx.execute(select(1))
                 await insert_rows(tx, customers, [{"id": "cus_d", "created_at": AT, "nme": "x"}])
-    finally:
-        await engine.dispose()
 
 
 async def test_insert_rows_on_sqlite(sqlite_url):
@@ -115,9 +125,7 @@ EXPANDING = select(outbox.c.event_id).where(outbox.c.event_id.in_(bindparam("ids
 
 
 async def _fetch(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        await migrate(engine)
+    async with _store(url) as engine:
         async with engine.begin() as tx:
             await insert_rows(tx, outbox, _outbox_rows(0, 5))
         async with reading(engine).connect() as conn:  # a reader (autocommit on PostgreSQL)
@@ -140,8 +148,6 @@ async def _fetch(url: str) -> None:
                 raise RuntimeError("rolled back with the caller's transaction")
         async with engine.connect() as conn:
             assert [r.event_id for r in await fetch_rows(conn, UNSENT, {"n": 10})] == ["evt-3", "evt-4"]
-    finally:
-        await engine.dispose()
 
 
 async def test_fetch_rows_on_sqlite(sqlite_url):
@@ -156,15 +162,11 @@ async def test_fetch_rows_on_postgres(postgres_url):
 @pytest.mark.postgres
 async def test_a_listener_sees_every_statement(postgres_url):
     """Whoever listens to SQLAlchemy's statements (tracing, a kit counting calls) sees these too."""
-    engine = create_engine(postgres_url)
     seen: list[str] = []
-    try:
-        await migrate(engine)
+    async with _store(postgres_url) as engine:
         event.listen(engine.sync_engine, "before_cursor_execute", lambda _c, _cur, sql, *_: seen.append(sql))
         async with engine.begin() as tx:
             await tx.execute(select(1))
             await insert_rows(tx, outbox, _outbox_rows(0, 2))
             await fetch_rows(tx, UNSENT, {"n": 5})
         assert any("INSERT INTO outbox" in s for s in seen) and any("FROM outbox" in s for s in seen)
-    finally:
-        await engine.dispose()
