@@ -97,12 +97,18 @@ async def delete_topology(url: str, ns: str, queues) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serving(app):
-    """An ASGI app served by uvicorn on a free port of this host, in this event loop: yields
-    'host:port', stops the server after."""
+async def serving(app, http: type | None = None):
+    """An ASGI app served by uvicorn on a free port of this host, in this event loop, with `hub serve`'s
+    HTTP protocol (hub.api.oneflush) unless `http` names another: yields 'host:port', stops the server
+    after."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    from hub.api.oneflush import OneFlushHttp
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", http=http or OneFlushHttp
+    )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)

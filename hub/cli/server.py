@@ -40,6 +40,7 @@ def serve(
     import uvicorn
 
     from hub.api.app import create_app
+    from hub.api.oneflush import OneFlushHttp
     from hub.cli.mappings import validate_dir
     from hub.observability import logs, metrics
 
@@ -63,6 +64,7 @@ def serve(
         "ws_max_size": settings.max_body_bytes,
         # Requests and websockets in flight at SIGTERM get this long; then the hub's parts close.
         "timeout_graceful_shutdown": max(1, round(settings.shutdown_seconds)),
+        "http": OneFlushHttp,  # an answer's head and body in one write (hub.api.oneflush)
     }
     if settings.log_format == "json":  # uvicorn applies it in every worker process
         edge["log_config"] = logs.uvicorn_config(settings.log_format, log_level)
