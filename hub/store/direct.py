@@ -13,8 +13,9 @@ statement and one prepared plan for any number of rows. What stays the same:
 - the values go through the columns' own bind processing (TypeDecorators included);
 - a column left out gets its scalar default, as SQLAlchemy would give it;
 - errors come back as SQLAlchemy's (a duplicate key is an IntegrityError);
-- the rows are in the caller's transaction: before SQLAlchemy has begun it on the connection (no
-  statement ran there yet), they take SQLAlchemy's own path, which begins it;
+- the rows are in the caller's transaction: when theirs is its first statement, SQLAlchemy's adapter
+  is asked to begin it (`_in_transaction`); outside a transaction SQLAlchemy has begun, they take
+  SQLAlchemy's own path;
 - whoever watches SQLAlchemy's statements (a `before_cursor_execute` listener: tracing, a kit counting
   a system's calls) sees them all: with one listening, every statement takes SQLAlchemy's path.
 Other backends: SQLAlchemy's executemany (with ON CONFLICT and RETURNING, as SQLite spells them too).
@@ -71,7 +72,7 @@ async def insert_rows(
     target = None if conflict is None else tuple(conflict)
     plan = _plan(table, tuple(rows[0]), target, tuple(returning), conn.dialect)  # checks the names too
     driver = await _driver(conn)
-    if driver is not None and driver.is_in_transaction():
+    if driver is not None and await _in_transaction(conn, driver):
         return await _run(driver, plan, rows)
     result = await conn.execute(plan.statement, list(rows) if len(rows) > 1 else dict(rows[0]))
     return list(result) if returning else []
@@ -85,6 +86,27 @@ async def _driver(conn: AsyncConnection) -> asyncpg.Connection | None:
         return None
     driver = (await conn.get_raw_connection()).driver_connection
     return driver if isinstance(driver, asyncpg.Connection) else None
+
+
+async def _in_transaction(conn: AsyncConnection, driver: asyncpg.Connection) -> bool:
+    """Whether the driver is in the transaction SQLAlchemy has begun on `conn`. SQLAlchemy's asyncpg
+    adapter sends BEGIN only with the connection's first statement; when that statement is one of these,
+    the adapter is asked to begin here, as it would itself (its isolation level, its bookkeeping: its
+    commit and rollback end this transaction). If it cannot, the statement takes SQLAlchemy's path, which
+    begins the transaction, or reports why not, as it always does."""
+    if driver.is_in_transaction():
+        return True
+    if not conn.in_transaction():
+        return False  # not begun by SQLAlchemy: nobody would commit what the driver began
+    adapted = (await conn.get_raw_connection()).dbapi_connection
+    begin = getattr(adapted, "_start_transaction", None)
+    if begin is None or getattr(adapted, "_transaction", True) is not None:
+        return False
+    try:
+        await begin()
+    except Exception:  # SQLAlchemy's own path begins again, and reports a failure its way
+        return False
+    return bool(driver.is_in_transaction())
 
 
 async def _run(driver: asyncpg.Connection, plan: _Insert, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -210,7 +232,7 @@ async def fetch_rows(
         plan = _statement(statement, conn.dialect)
         options = conn.sync_connection.get_execution_options() if conn.sync_connection else {}
         reader = options.get("isolation_level") == "AUTOCOMMIT"
-        if plan is not None and (reader or driver.is_in_transaction()):
+        if plan is not None and (reader or await _in_transaction(conn, driver)):
             return await _fetch(driver, plan, params or {})
     result = await conn.execute(statement, dict(params or {}))
     return list(result) if result.returns_rows else []

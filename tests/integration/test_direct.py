@@ -1,7 +1,7 @@
 """insert_rows: the rows as SQLAlchemy would insert them (types, defaults, JSON), in the caller's
 transaction whether or not a statement ran before them, a duplicate key as SQLAlchemy's IntegrityError,
 conflicts skipped and the inserted rows answered, on both backends (on PostgreSQL the rows go to the
-driver directly once SQLAlchemy has begun the transaction)."""
+driver directly inside the transaction SQLAlchemy has begun, its first statement included)."""
 
 from __future__ import annotations
 
@@ -41,9 +41,9 @@ def _outbox_rows(first: int, n: int) -> list[dict]:
 
 async def _check(url: str) -> None:
     async with _store(url) as engine:
-        async with engine.begin() as tx:  # the first statement on the connection: SQLAlchemy's path
+        async with engine.begin() as tx:  # the transaction's first statement, then one after it
             await insert_rows(tx, customers, [{"id": "cus_a", "created_at": AT}])
-            await insert_rows(tx, outbox, _outbox_rows(0, 3))  # after a statement: the driver's path
+            await insert_rows(tx, outbox, _outbox_rows(0, 3))
             await insert_rows(tx, outbox, [])
         async with engine.connect() as conn:
             sent = (await conn.execute(select(outbox).order_by(outbox.c.seq))).all()
@@ -52,7 +52,7 @@ async def _check(url: str) -> None:
             assert all(r.created_at == AT and r.created_at.tzinfo is not None for r in sent)
             assert (await conn.execute(select(customers.c.created_at))).scalar_one() == AT
 
-        # Rolled back with the caller's transaction, by either path.
+        # Rolled back with the caller's transaction, the first statement included.
         with pytest.raises(RuntimeError):
             async with engine.begin() as tx:
                 await insert_rows(tx, customers, [{"id": "cus_b", "created_at": AT}])
@@ -170,3 +170,33 @@ async def test_a_listener_sees_every_statement(postgres_url):
             await insert_rows(tx, outbox, _outbox_rows(0, 2))
             await fetch_rows(tx, UNSENT, {"n": 5})
         assert any("INSERT INTO outbox" in s for s in seen) and any("FROM outbox" in s for s in seen)
+
+
+@pytest.mark.postgres
+async def test_the_first_statement_of_a_transaction_goes_to_the_driver_inside_it(postgres_url):
+    """SQLAlchemy's adapter sends BEGIN with a connection's first statement; when that is one of these,
+    the adapter begins it here, and the statement still belongs to SQLAlchemy's transaction."""
+    executed: list[str] = []  # what SQLAlchemy itself executed (not a cursor listener: that takes its path)
+    async with _store(postgres_url) as engine:
+        event.listen(engine.sync_engine, "after_execute", lambda _c, clause, *_: executed.append(str(clause)))
+        async with engine.begin() as tx:
+            await insert_rows(tx, outbox, _outbox_rows(0, 2))
+            assert [r.event_id for r in await fetch_rows(tx, UNSENT, {"n": 5})] == ["evt-0", "evt-1"]
+        async with engine.begin() as tx:
+            assert await fetch_rows(tx, MARK, {"ids": ["evt-0"], "at": AT}) == []
+        assert not [s for s in executed if "outbox" in s], executed  # all of them the driver's
+
+        with pytest.raises(RuntimeError):
+            async with engine.begin() as tx:
+                await insert_rows(tx, outbox, _outbox_rows(2, 1))
+                raise RuntimeError("rolled back with the caller's transaction")
+        # Not begun by SQLAlchemy (a plain connect): SQLAlchemy's path autobegins it, the caller commits.
+        async with engine.connect() as conn:
+            await insert_rows(conn, outbox, _outbox_rows(3, 1))
+            await conn.commit()
+        async with engine.connect() as conn:
+            async with conn.begin():
+                await insert_rows(conn, outbox, _outbox_rows(4, 1))
+            rows = await conn.execute(select(outbox.c.event_id, outbox.c.sent_at).order_by(outbox.c.seq))
+            assert [(r.event_id, r.sent_at is not None) for r in rows] == [
+                ("evt-0", True), ("evt-1", False), ("evt-3", False), ("evt-4", False)]
