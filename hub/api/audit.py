@@ -3,10 +3,8 @@ the outcome (ok or the error code). Arguments and answers are not written: they 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from graphql import FieldNode, GraphQLError, OperationType, StringValueNode, VariableNode
-from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
 from hub.api.context import Context
 from hub.api.extensions import _operation
@@ -15,33 +13,31 @@ from hub.api.extensions import _operation
 TARGETS = ("id", "contactId", "customerId")
 
 
-class AuditMutations(SchemaExtension):
-    def on_execute(self) -> Iterator[None]:
-        yield
-        ctx = self.execution_context
-        context = ctx.context
-        if not isinstance(context, Context) or ctx.graphql_document is None:
-            return
-        operation = _operation(ctx.graphql_document, ctx.operation_name)
-        if operation is None or operation.operation is not OperationType.MUTATION:
-            return
-        mutation_type = ctx.schema._schema.mutation_type
-        if mutation_type is None:
-            return
-        errors = (ctx.result.errors if ctx.result is not None else None) or []
-        principal = context.principal
-        audit = context.hub.security.audit
-        for node in operation.selection_set.selections:
-            if not isinstance(node, FieldNode) or node.name.value not in mutation_type.fields:
-                continue
-            key = node.alias.value if node.alias else node.name.value
-            audit.record(
-                principal.name,
-                principal.kind,
-                f"Mutation.{node.name.value}",
-                _target(node, ctx.variables or {}),
-                _outcome(errors, key),
-            )
+def audit_mutations(ctx: ExecutionContext) -> None:
+    """An operation's mutations into the audit log, once it has run (a step of AfterExecution)."""
+    context = ctx.context
+    if not isinstance(context, Context) or ctx.graphql_document is None:
+        return
+    operation = _operation(ctx.graphql_document, ctx.operation_name)
+    if operation is None or operation.operation is not OperationType.MUTATION:
+        return
+    mutation_type = ctx.schema._schema.mutation_type
+    if mutation_type is None:
+        return
+    errors = (ctx.result.errors if ctx.result is not None else None) or []
+    principal = context.principal
+    audit = context.hub.security.audit
+    for node in operation.selection_set.selections:
+        if not isinstance(node, FieldNode) or node.name.value not in mutation_type.fields:
+            continue
+        key = node.alias.value if node.alias else node.name.value
+        audit.record(
+            principal.name,
+            principal.kind,
+            f"Mutation.{node.name.value}",
+            _target(node, ctx.variables or {}),
+            _outcome(errors, key),
+        )
 
 
 def _target(node: FieldNode, variables: dict[str, object]) -> str | None:

@@ -41,8 +41,8 @@ class Context:
     # The HTTP request or websocket the operation came on; the websocket's connection_init payload.
     connection: Any = None
     connection_params: Any = None
-    # Errors that go with partial data (a system could not be read); the PartialData extension adds
-    # them to the response.
+    # Errors that go with partial data (a system could not be read); hub.api.extensions.partial_data
+    # adds them to the response.
     partial: list[GraphQLError] = field(default_factory=list)
 
     def __post_init__(self) -> None:

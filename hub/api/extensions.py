@@ -4,11 +4,12 @@ that go with partial data, and the limits every operation is held to."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from graphql import FieldNode, GraphQLError, OperationDefinitionNode, OperationType
 from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
 from hub.api.answers import AnswerReads
 from hub.api.context import Context
@@ -41,31 +42,40 @@ def ensure_code(error: GraphQLError) -> None:
 
 
 
-class PartialData(SchemaExtension):
-    """Puts the errors of partial data into the response, beside the data that could be read."""
+AfterStep = Callable[[ExecutionContext], None]
+
+
+class AfterExecution(SchemaExtension):
+    """The steps that read an operation's result once it has run, in the order given, as one strawberry
+    extension. Strawberry builds a context manager per hook of each extension for every request; as
+    extensions of their own, these steps cost a small operation about a tenth of its CPU
+    (bench/RESULTS.md, the seventh session)."""
+
+    def __init__(self, *, steps: Sequence[AfterStep]):
+        self._steps = steps
 
     def on_execute(self) -> Iterator[None]:
         yield
-        result = self.execution_context.result
-        context = self.execution_context.context
-        if result is not None and isinstance(context, Context) and context.partial:
-            result.errors = [*(result.errors or []), *context.partial]
+        for step in self._steps:
+            step(self.execution_context)
 
 
-class AnswerPolicy(SchemaExtension):
+def partial_data(ctx: ExecutionContext) -> None:
+    """Puts the errors of partial data into the response, beside the data that could be read."""
+    result, context = ctx.result, ctx.context
+    if result is not None and isinstance(context, Context) and context.partial:
+        result.errors = [*(result.errors or []), *context.partial]
+
+
+def answer_policy(cacheable_roots: frozenset[str]) -> AfterStep:
     """Finds a query's answer fit to keep whole (hub.api.answers): a query, not a mutation; every root
     field one the schema lists as cacheable (default deny: a new field is live until listed); no
     errors, also none of partial data. Whether its reads are still current is checked on every hit."""
 
-    def __init__(self, *, cacheable_roots: frozenset[str]):
-        self._roots = cacheable_roots
-
-    def on_execute(self) -> Iterator[None]:
-        yield
+    def approve(ctx: ExecutionContext) -> None:
         recorded = reads.current()
         if not isinstance(recorded, AnswerReads):
             return
-        ctx = self.execution_context
         result = ctx.result
         if result is None or result.errors or (isinstance(ctx.context, Context) and ctx.context.partial):
             return
@@ -73,8 +83,10 @@ class AnswerPolicy(SchemaExtension):
         if operation is None or operation.operation is not OperationType.QUERY:
             return
         roots = operation.selection_set.selections
-        if all(isinstance(s, FieldNode) and s.name.value in self._roots for s in roots):
+        if all(isinstance(s, FieldNode) and s.name.value in cacheable_roots for s in roots):
             recorded.approved = True
+
+    return approve
 
 
 def _operation(document: Any, name: str | None) -> OperationDefinitionNode | None:

@@ -11,10 +11,10 @@ import strawberry
 from strawberry.types import Info
 
 from hub.api import convert, federation, guard, privacy
-from hub.api.audit import AuditMutations
+from hub.api.audit import audit_mutations
 from hub.api.context import Context, check_limit
 from hub.api.errors import public_detail
-from hub.api.extensions import AnswerPolicy, PartialData, limit_rules
+from hub.api.extensions import AfterExecution, answer_policy, limit_rules, partial_data
 from hub.api.inputs import InputLimits
 from hub.api.metrics import Observe
 from hub.api.prepared import PreparedDocuments
@@ -383,15 +383,16 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     )
     # Parsed, validated (with the limit rules, made once per schema) and planned once per query text.
     documents = PreparedDocuments(limit_rules(settings), inputs)
+    # The answer policy and the audit read the result as executed, before the errors of partial data
+    # join it: a mutation that succeeded with a partial view is audited as ok.
+    after = (answer_policy(CACHEABLE_ROOTS), audit_mutations, partial_data)
     built = federation.FederatedSchema(
         query=FederatedQuery,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[  # classes and factories: strawberry makes them fresh per request
             Observe,  # first: times and traces the whole operation (hub.api.metrics)
-            PartialData,
-            AuditMutations,
-            lambda: AnswerPolicy(cacheable_roots=CACHEABLE_ROOTS),
+            lambda: AfterExecution(steps=after),
             documents.extension,
         ],
     )
