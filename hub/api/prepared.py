@@ -68,10 +68,10 @@ class PrepareDocument(SchemaExtension):
         else:
             ctx.parse_options["max_tokens"] = MAX_TOKENS
         yield
-
-    def on_validate(self) -> Iterator[None]:
+        # Validated here, once parsed (strawberry validates only while no errors are set): one hook
+        # fewer, which strawberry would wrap anew for every request. Strawberry's own refusals (no such
+        # operation, a mutation over GET) still come first: it makes them before it would validate.
         self._check()
-        yield
 
     def _check(self) -> None:
         ctx = self.execution_context
