@@ -146,7 +146,9 @@ class Hub:
     async def start(self, *, consume: bool = True) -> None:
         s = self.settings
         mapping, located = load_mapping(s.mappings_dir)
-        self.engine: AsyncEngine = create_engine(s.database_url)
+        self.engine: AsyncEngine = create_engine(
+            s.database_url, pool_size=s.db_pool_size, max_overflow=s.db_max_overflow
+        )
         try:
             systems = build_systems(mapping, located, s, self.engine)
             await migrate(self.engine, systems.components())

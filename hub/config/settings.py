@@ -21,6 +21,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUB_", extra="ignore")
 
     database_url: str = "sqlite+aiosqlite:///./var/hub.db"
+    # PostgreSQL connections per hub process: kept open, and opened beyond them under a burst (closed
+    # again when returned). Every `hub serve --workers` process has its own pool: workers times both must
+    # stay under the server's max_connections, with room for the CLI and operators.
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
     broker_url: str = "memory://"
     # Prefix of every exchange and queue name, so several hubs (or test runs) can share a broker.
     bus_namespace: str = "hub"

@@ -18,7 +18,9 @@ from hub.store.tables import metadata as hub_metadata
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 20, max_overflow: int = 10) -> AsyncEngine:
+    """The store's engine; on PostgreSQL a pool of `pool_size` kept connections, `max_overflow` more
+    under a burst (HUB_DB_POOL_SIZE, HUB_DB_MAX_OVERFLOW)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return sqlite.create_engine(parsed)
@@ -26,7 +28,9 @@ def create_engine(url: str) -> AsyncEngine:
     # firewall would drop them, and one that died anyway fails its statement, which invalidates the
     # pool (SQLAlchemy's disconnect handling) and is retried by the caller's own retry path.
     # Parameters (customers' keys, texts) stay out of error messages, and so out of logs and answers.
-    return create_async_engine(url, hide_parameters=True, pool_size=20, max_overflow=10, pool_recycle=1800)
+    return create_async_engine(
+        url, hide_parameters=True, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800
+    )
 
 
 def reading(engine: AsyncEngine) -> AsyncEngine:
