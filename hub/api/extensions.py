@@ -41,7 +41,6 @@ def ensure_code(error: GraphQLError) -> None:
     error.extensions = {**(error.extensions or {}), "code": code}
 
 
-
 AfterStep = Callable[[ExecutionContext], None]
 
 

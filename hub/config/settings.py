@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.config.shipped import PROJECT_ROOT, shipped_mappings
 
+DB_POOL_SIZE, DB_MAX_OVERFLOW = 20, 10  # the store's pool per process (hub.store.db)
+
 __all__ = ["PROJECT_ROOT", "SHIPPED_MAPPINGS", "Settings"]
 
 # The checkout's mappings/, or the installed package hub_mappings (hub.config.shipped).
@@ -24,8 +26,8 @@ class Settings(BaseSettings):
     # PostgreSQL connections per hub process: kept open, and opened beyond them under a burst (closed
     # again when returned). Every `hub serve --workers` process has its own pool: workers times both must
     # stay under the server's max_connections, with room for the CLI and operators.
-    db_pool_size: int = Field(default=20, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_size: int = Field(default=DB_POOL_SIZE, ge=1)
+    db_max_overflow: int = Field(default=DB_MAX_OVERFLOW, ge=0)
     broker_url: str = "memory://"
     # Prefix of every exchange and queue name, so several hubs (or test runs) can share a broker.
     bus_namespace: str = "hub"

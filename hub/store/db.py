@@ -12,13 +12,16 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from hub.config.settings import DB_MAX_OVERFLOW, DB_POOL_SIZE
 from hub.store import privacy, sqlite
 from hub.store.tables import metadata as hub_metadata
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-def create_engine(url: str, *, pool_size: int = 20, max_overflow: int = 10) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = DB_POOL_SIZE, max_overflow: int = DB_MAX_OVERFLOW
+) -> AsyncEngine:
     """The store's engine; on PostgreSQL a pool of `pool_size` kept connections, `max_overflow` more
     under a burst (HUB_DB_POOL_SIZE, HUB_DB_MAX_OVERFLOW)."""
     parsed = make_url(url)
