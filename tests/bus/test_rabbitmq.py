@@ -167,13 +167,15 @@ async def test_reconnect_after_a_cut_resumes_consumers_and_publishing(rabbit_fac
         assert proxy.accepted >= 2  # it really reconnected through the proxy
         # The bus itself re-started its consumers (aio-pika does not own them: robust=False).
         assert all(bus._consumers[q].tag not in (None, tag) for q, tag in tags.items())
-        # One consumer per queue, not two: a message is handled once.
+        # One consumer per queue, not two: a message is handled once. (Counted from the restore on:
+        # the first event may come twice, its ack lost in the cut, as AMQP's at-least-once allows.)
         burst = [event(n=i) for i in range(10)]
         for e in burst:
             await bus.publish(e)
         await eventually(lambda: all(e.id in cm.ids for e in burst))
         await asyncio.sleep(0.2)
-        assert len(cm.ids) == len(set(cm.ids)) == 12
+        since = [after.id, *(e.id for e in burst)]
+        assert [i for i in cm.ids if i in since] == since
     finally:
         await proxy.close()
 
