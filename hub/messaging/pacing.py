@@ -21,13 +21,38 @@ class Pacing:
     def __init__(self, behind: Callable[[], bool], max_wait: float):
         self._behind = behind
         self._max_wait = max_wait
+        # Resolved when the pipeline has caught up; one watch for every waiting writer. A poll per writer
+        # resumed each writer's whole request (a few dozen frames) every 5 ms: when the hub was behind,
+        # the waiting itself took the loop from the pipeline it waited for (bench/RESULTS.md).
+        self._caught_up: asyncio.Future[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
 
     async def turn(self) -> None:
         """Return at once unless the pipeline is behind; then once it has caught up, or at `max_wait`."""
         if self._max_wait <= 0 or not self._behind():
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._max_wait
+        caught_up = self._caught_up
+        if caught_up is None or caught_up.done():
+            caught_up = self._caught_up = asyncio.get_running_loop().create_future()
+            self._watching = asyncio.create_task(self._watch(caught_up), name="pacing-watch")
+            self._watching.add_done_callback(_settle(caught_up))
+        # asyncio.wait leaves the shared future alone on a timeout or a cancelled writer.
+        await asyncio.wait((caught_up,), timeout=self._max_wait)
+
+    async def _watch(self, caught_up: asyncio.Future[None]) -> None:
         # Polled: "behind" is read off the relay and the consumers, which signal nothing themselves.
-        while self._behind() and loop.time() < deadline:  # noqa: ASYNC110
+        while self._behind():  # noqa: ASYNC110
             await asyncio.sleep(POLL_SECONDS)
+        caught_up.set_result(None)
+
+
+def _settle(caught_up: asyncio.Future[None]) -> Callable[[asyncio.Task[None]], None]:
+    """Whatever ends the watch (cancelled at shutdown, a failing `behind`) lets its writers go."""
+
+    def done(watch: asyncio.Task[None]) -> None:
+        if not watch.cancelled():
+            watch.exception()  # retrieved: the writers go on either way
+        if not caught_up.done():
+            caught_up.set_result(None)
+
+    return done
