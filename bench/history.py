@@ -125,6 +125,7 @@ async def run(rounds: int = 5) -> list[str]:
     async with fresh_database() as empty_url, fresh_database() as full_url, fresh_namespace(QUEUE) as ns:
         empty_engine, full_engine = create_engine(empty_url), create_engine(full_url)
         bus = RabbitBus(Settings(broker_url=RABBITMQ_URL, bus_namespace=ns))
+        sides: list[_Side] = []
         broker = await aio_pika.connect(RABBITMQ_URL)
         try:
             for engine in (empty_engine, full_engine):
@@ -136,6 +137,7 @@ async def run(rounds: int = 5) -> list[str]:
             queue = await channel.get_queue(f"{ns}.{QUEUE}")
             outbox = Outbox((EVENT_TYPE,))
             empty, full = _Side(empty_engine, bus, outbox), _Side(full_engine, bus, outbox)
+            sides += [empty, full]
 
             await empty.round()  # warm-up: the bus's channel and the pool's first connections
             await queue.purge()
@@ -161,6 +163,8 @@ async def run(rounds: int = 5) -> list[str]:
                     await queue.purge()
             again_ms = await _prune(full_engine)  # the next minute's pass: what it costs at 1M rows
         finally:
+            for side in sides:
+                await side.relay.stop()  # gives up the relay's lock and its connection
             await broker.close()
             await bus.close()
             await empty_engine.dispose()

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.events import CloudEvent, utcnow
 from hub.messaging.bus.base import Bus, BusError, Unroutable, topic_matches
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # Any constant will do: it names the relay's lock on PostgreSQL, so one relay publishes at a time
 # across hub processes and per-customer order is kept.
 RELAY_LOCK = 7301002
+RELAY_CHANNEL = "hub_outbox_relay"  # the leading relay LISTENs here for the other processes' commits
 KNOWN_TYPES = 1024  # event types whose routing an outbox remembers
 # A round's published rows, marked sent in one statement (up to relay_batch seqs).
 # The oldest unsent rows, in order: one round.
@@ -117,6 +118,8 @@ class OutboxRelay:
         self._idle = idle
         self._max_backoff = max_backoff
         self._wake = asyncio.Event()
+        self._nudged = False  # woken by this process's commits since the last round: tell the leader
+        self._leader: AsyncConnection | None = None  # PostgreSQL: the connection holding the relay's lock
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
         # A round found `behind_at` events or more waiting: the relay is behind the writers (not stuck:
@@ -126,6 +129,7 @@ class OutboxRelay:
         self.route(("#",), ())
 
     def wake(self) -> None:
+        self._nudged = True
         self._wake.set()
 
     def start(self) -> None:
@@ -137,6 +141,7 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._step_down()
 
     async def _run(self) -> None:
         backoff = 0.05
@@ -207,47 +212,98 @@ class OutboxRelay:
         return [outcome[row.seq] for row in rows]
 
     async def relay_once(self) -> int:
-        """Publish one batch of unsent events in order; returns how many were handled."""
-        async with self._engine.begin() as tx:
-            if tx.dialect.name == "postgresql":
-                got = (await tx.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({RELAY_LOCK})")).scalar()
-                if not got:
-                    return 0
-            rows = await fetch_rows(tx, _UNSENT, {"batch": self._batch})
-            # Known as soon as the round is read: writers are ahead of the relay.
-            self.behind = len(rows) >= self._behind_at
-            if not rows:
-                return 0
-            done: list[int] = []
-            unroutable: dict[int, str] = {}
-            failure: BusError | None = None
-            for row, outcome in zip(rows, await self._publish(rows), strict=True):
-                if isinstance(outcome, Unroutable):
-                    # A type no flow subscribes to: record it for operators, don't block the rest.
-                    unroutable[row.seq] = f"unroutable: {outcome}"
-                elif outcome is not None:
-                    # Stop here: only the prefix before it is marked sent. The broker fails a
-                    # window as a whole in practice (a lost connection, a refusal); one it confirmed
-                    # after the failed one is published again, a duplicate consumers ignore.
-                    failure = outcome
-                    break
-                done.append(row.seq)
-            now = utcnow()
-            if done:
-                await fetch_rows(tx, _MARK_SENT, {"seqs": done, "now": now})
-                metrics.relayed(len(done))
-            for seq, reason in unroutable.items():
-                await tx.execute(update(outbox).where(outbox.c.seq == seq).values(last_error=reason))
-                log.warning("outbox event %s %s", seq, reason)
-            if failure is not None:
-                await tx.execute(
-                    update(outbox)
-                    .where(outbox.c.seq == rows[len(done)].seq)
-                    .values(attempts=outbox.c.attempts + 1, last_error=str(failure))
-                )
+        """Publish one batch of unsent events in order; returns how many were handled (0 also when
+        another hub process leads the relay)."""
+        if self._engine.dialect.name != "postgresql":
+            async with self._engine.begin() as tx:  # SQLite's one writer: the round is one transaction
+                return await self._round(tx)
+        leader = self._leader or await self._lead()
+        if leader is None:
+            return 0
+        try:
+            return await self._round(leader)
+        except BaseException:
+            # A broker failure lets another process try (its broker may be reachable); a store failure
+            # may have left the connection, and with it the lock, in doubt.
+            await self._step_down()
+            raise
+
+    async def _lead(self) -> AsyncConnection | None:
+        """On PostgreSQL one relay publishes across hub processes (which keeps per-customer order): the one
+        whose connection holds the relay's lock. It keeps that connection, in autocommit, for its rounds:
+        a round is then its read, its publishes and one update (before, each round also began, locked
+        and committed: three round trips more, on every event's way to the broker). Another process's
+        relay, woken by its own commits, wakes the leader instead (NOTIFY)."""
+        conn = await reading(self._engine).connect()
+        try:
+            got = (await conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({RELAY_LOCK})")).scalar()
+            if not got:
+                if self._nudged:
+                    self._nudged = False
+                    await conn.exec_driver_sql(f"SELECT pg_notify('{RELAY_CHANNEL}', '')")
+                await conn.close()
+                return None
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None  # a connection just used
+            await driver.add_listener(RELAY_CHANNEL, self._notified)
+        except BaseException:
+            await _discard(conn)
+            raise
+        self._leader = conn
+        return conn
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()  # not wake(): this process committed nothing
+
+    async def _step_down(self) -> None:
+        """Give up the lead: the connection is closed, not pooled, so its session lock goes with it."""
+        leader, self._leader = self._leader, None
+        if leader is not None:
+            await _discard(leader)
+
+    async def _round(self, conn: AsyncConnection) -> int:
+        rows = await fetch_rows(conn, _UNSENT, {"batch": self._batch})
+        # Known as soon as the round is read: writers are ahead of the relay.
+        self.behind = len(rows) >= self._behind_at
+        if not rows:
+            return 0
+        done: list[int] = []
+        unroutable: dict[int, str] = {}
+        failure: BusError | None = None
+        for row, outcome in zip(rows, await self._publish(rows), strict=True):
+            if isinstance(outcome, Unroutable):
+                # A type no flow subscribes to: record it for operators, don't block the rest.
+                unroutable[row.seq] = f"unroutable: {outcome}"
+            elif outcome is not None:
+                # Stop here: only the prefix before it is marked sent. The broker fails a
+                # window as a whole in practice (a lost connection, a refusal); one it confirmed
+                # after the failed one is published again, a duplicate consumers ignore.
+                failure = outcome
+                break
+            done.append(row.seq)
+        now = utcnow()
+        if done:
+            await fetch_rows(conn, _MARK_SENT, {"seqs": done, "now": now})
+            metrics.relayed(len(done))
+        for seq, reason in unroutable.items():
+            await conn.execute(update(outbox).where(outbox.c.seq == seq).values(last_error=reason))
+            log.warning("outbox event %s %s", seq, reason)
         if failure is not None:
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.seq == rows[len(done)].seq)
+                .values(attempts=outbox.c.attempts + 1, last_error=str(failure))
+            )
             raise failure
         return len(done)
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """Close a connection for good (invalidated: the pool opens a fresh one), whatever state it is in."""
+    with contextlib.suppress(Exception):
+        await conn.invalidate()
+    with contextlib.suppress(Exception):
+        await conn.close()
 
 
 def _worse(a: BusError | None, b: BusError | None) -> BusError | None:
