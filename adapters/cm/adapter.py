@@ -46,6 +46,7 @@ from hub.ports import (
     MalformedEvent,
     NextBestAction,
     Offer,
+    PerDialect,
     Period,
     PermanentError,
     PrivacyHandler,
@@ -59,6 +60,7 @@ from hub.ports import (
     any_of,
     dialect_insert,
     fetch_rows,
+    insert_rows,
     new_lead_code,
     read,
     read_contact_event,
@@ -98,6 +100,28 @@ PLAN_CHUNK = 500  # customer states a campaign's planning reads at a time
 _PROFILES = select(cm_profiles.c.customer_id, cm_profiles.c.state, cm_profiles.c.version).where(
     any_of(cm_profiles.c.customer_id, "ids")
 )
+# Every consumed batch locks its customers' states, in id order (two processes never deadlock), and
+# writes them back over the versions it locked.
+_LOCKED = _PROFILES.order_by(cm_profiles.c.customer_id).with_for_update()
+_WRITE_STATES = (
+    update(cm_profiles)
+    .where(cm_profiles.c.customer_id == bindparam("b_customer"), cm_profiles.c.version == bindparam("b_read"))
+    .values(state=bindparam("b_state"), version=bindparam("b_version"), updated_at=bindparam("b_now"))
+)
+
+
+def _upsert_learning(insert: Any) -> Any:
+    """Adds (offer, shown, accepted) to the learning counters, atomically."""
+    return insert.on_conflict_do_update(
+        index_elements=[cm_offer_learning.c.offer_id],
+        set_={
+            "shown": cm_offer_learning.c.shown + insert.excluded.shown,
+            "accepted": cm_offer_learning.c.accepted + insert.excluded.accepted,
+        },
+    )
+
+
+_ADD_LEARNING = PerDialect(lambda insert: _upsert_learning(insert(cm_offer_learning)))
 
 
 class CMConfig(AdapterConfig):
@@ -484,15 +508,10 @@ class BuiltinCM:
             # One statement for all: the rows are locked by `_locked_many` (one writer on SQLite), so the
             # version each was read at is still its version.
             await tx.execute(
-                update(cm_profiles)
-                .where(
-                    cm_profiles.c.customer_id == bindparam("b_customer"),
-                    cm_profiles.c.version == bindparam("b_read"),
-                )
-                .values(state=bindparam("b_state"), version=bindparam("b_version"), updated_at=now),
+                _WRITE_STATES,
                 [
                     {"b_customer": cid, "b_read": locked[cid][1], "b_state": states[cid].to_dict(),
-                     "b_version": states[cid].version}
+                     "b_version": states[cid].version, "b_now": now}
                     for cid in sorted(changed)
                 ],
             )
@@ -506,18 +525,13 @@ class BuiltinCM:
     ) -> dict[str, tuple[CustomerState, int]]:
         """`_locked` for many customers at once, locked in id order (so two processes never deadlock)."""
         empty = CustomerState().to_dict()
-        key = [cm_profiles.c.customer_id]
-        insert = dialect_insert(tx, cm_profiles).on_conflict_do_nothing(index_elements=key)
-        await tx.execute(  # executemany: one cached statement for any number of customers
-            insert,
+        await insert_rows(  # the new customers' empty states; one statement for any number of them
+            tx,
+            cm_profiles,
             [{"customer_id": cid, "state": empty, "version": 0, "updated_at": now} for cid in customer_ids],
+            conflict=("customer_id",),
         )
-        rows = (await tx.execute(
-            select(cm_profiles.c.customer_id, cm_profiles.c.state, cm_profiles.c.version)
-            .where(cm_profiles.c.customer_id.in_(customer_ids))
-            .order_by(cm_profiles.c.customer_id)
-            .with_for_update()
-        )).all()
+        rows = await fetch_rows(tx, _LOCKED, {"ids": customer_ids})
         out = {}
         for row in rows:
             state = CustomerState.from_dict(row.state)
@@ -582,22 +596,12 @@ class BuiltinCM:
             if e.offer_id and (kind := _fact_kind(e)) is not None
         ]
         if rows:
-            insert = dialect_insert(tx, cm_offer_events).on_conflict_do_nothing(
-                index_elements=[cm_offer_events.c.event_id]
-            )
-            await tx.execute(insert, rows)
+            await insert_rows(tx, cm_offer_events, rows, conflict=("event_id",))
 
     async def _add_learning(self, tx: Tx, counts: list[tuple[str, int, int]]) -> None:
         """Add (offer, shown, accepted) to the learning counters, atomically, in one statement."""
-        ins = dialect_insert(tx, cm_offer_learning)
         await tx.execute(
-            ins.on_conflict_do_update(
-                index_elements=[cm_offer_learning.c.offer_id],
-                set_={
-                    "shown": cm_offer_learning.c.shown + ins.excluded.shown,
-                    "accepted": cm_offer_learning.c.accepted + ins.excluded.accepted,
-                },
-            ),
+            _ADD_LEARNING(tx),
             [{"offer_id": o, "shown": shown, "accepted": accepted} for o, shown, accepted in counts],
         )
 
