@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from hub.config.settings import DB_MAX_OVERFLOW, DB_POOL_SIZE
 from hub.store import privacy, sqlite
+from hub.store.jsoncodec import CODEC
 from hub.store.tables import metadata as hub_metadata
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -32,7 +33,7 @@ def create_engine(
     # pool (SQLAlchemy's disconnect handling) and is retried by the caller's own retry path.
     # Parameters (customers' keys, texts) stay out of error messages, and so out of logs and answers.
     return create_async_engine(
-        url, hide_parameters=True, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800
+        url, hide_parameters=True, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800, **CODEC
     )
 
 

@@ -16,6 +16,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import await_only
 
+from hub.store.jsoncodec import CODEC
+
 # How long a writer waits for SQLite's lock (held by another process) before failing.
 LOCK_WAIT_SECONDS = 30
 
@@ -33,7 +35,7 @@ def create_engine(url: URL) -> AsyncEngine:
         return await connection
 
     # Parameters (customers' keys, texts) stay out of error messages, and so out of logs and answers.
-    engine = create_async_engine(url, hide_parameters=True, async_creator=connect)
+    engine = create_async_engine(url, hide_parameters=True, async_creator=connect, **CODEC)
     event.listen(engine.sync_engine, "connect", _pragmas)
     _one_writer(engine)
     return engine
