@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -41,9 +41,12 @@ from hub.messaging.outbox import Outbox
 from hub.model import HUB_SYSTEM, Channel, Contact, CustomerFacts, Key, KeyKind
 from hub.ports import BatchContactRegistry, ContactRegistry
 from hub.store.db import reading
-from hub.store.direct import insert_rows
+from hub.store.direct import fetch_rows, insert_rows
 from hub.store.tables import contacts as contacts_table
 from hub.store.types import any_of
+
+# Every recordContactEvents reads its contact: built once (building it costs more than running it).
+_CONTACT = select(contacts_table).where(contacts_table.c.id == bindparam("id"))
 
 log = logging.getLogger(__name__)
 
@@ -388,13 +391,12 @@ class ContactService:
         return ended
 
     async def get(self, tx: Tx | None, contact_id: str) -> Contact | None:
-        stmt = select(contacts_table).where(contacts_table.c.id == contact_id)
         if tx is not None:
-            row = (await tx.execute(stmt)).first()
+            rows = await fetch_rows(tx, _CONTACT, {"id": contact_id})
         else:
             async with self._reader.connect() as conn:
-                row = (await conn.execute(stmt)).first()
-        return _contact(row) if row else None
+                rows = await fetch_rows(conn, _CONTACT, {"id": contact_id})
+        return _contact(rows[0]) if rows else None
 
     async def require_open(self, tx: Tx | None, contact_id: str) -> Contact:
         if not contact_id or len(contact_id) > 40:
