@@ -31,6 +31,7 @@ from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message
@@ -68,6 +69,14 @@ class CodedTransportWS(BaseGraphQLTransportWSHandler[Context, None]):
         if message.get("type") in ("error", "next"):
             _code_errors(message)
         await super().send_message(message)
+
+    async def handle_task_exception(self, error: Exception) -> None:
+        if isinstance(error, WebSocketDisconnected):
+            # A subscriber that went away while a push was on its way: a client leaving, not a failure
+            # (strawberry logs it as an ERROR with its traceback).
+            log.debug("subscription: the subscriber disconnected during a push")
+            return
+        await super().handle_task_exception(error)
 
 
 def _invalid(message: Any) -> str | None:
