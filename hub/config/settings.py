@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.config.shipped import PROJECT_ROOT, shipped_mappings
@@ -158,6 +158,17 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     # "json": one JSON object per log line (with trace id, operation, system where known).
     log_format: Literal["text", "json"] = "text"
+
+    @model_validator(mode="after")
+    def _room_beside_the_relay(self) -> Settings:
+        # The leading outbox relay keeps one of the pool's connections (hub.messaging.outbox): a pool with
+        # room for one only would leave the API none.
+        if self.db_pool_size + self.db_max_overflow < 2:
+            raise ValueError(
+                "HUB_DB_POOL_SIZE + HUB_DB_MAX_OVERFLOW must be at least 2: the leading outbox relay keeps "
+                "one connection, and the API needs another"
+            )
+        return self
 
     @property
     def auth_required(self) -> bool:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from hub.config import Settings
 from hub.runtime import Hub
 from hub.store.db import create_engine
+from tests.support import eventually
 
 
 @pytest.mark.postgres
@@ -53,3 +54,22 @@ def test_pool_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("HUB_DB_POOL_SIZE", "0")
     with pytest.raises(ValidationError, match="db_pool_size"):
         Settings()
+
+
+def test_a_pool_with_room_for_the_relay_alone_is_refused():
+    with pytest.raises(ValidationError, match="the leading outbox relay keeps one connection"):
+        Settings(db_pool_size=1, db_max_overflow=0)
+    assert Settings(db_pool_size=1, db_max_overflow=1).db_pool_size == 1
+
+
+@pytest.mark.postgres
+async def test_while_the_relay_leads_the_api_still_gets_a_connection(postgres_url):
+    hub = Hub(Settings(database_url=postgres_url, db_pool_size=1, db_max_overflow=1, reload_on_change=False))
+    await hub.start(consume=False)
+    try:
+        await eventually(lambda: hub.relay._leader is not None)  # it holds one connection now
+        async with asyncio.timeout(5):
+            async with hub.engine.connect() as conn:
+                assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
+    finally:
+        await hub.close()
