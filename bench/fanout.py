@@ -8,6 +8,9 @@ Side by side in one run, from this process:
   concurrently, once each;
 - beside it, the floor: the same five calls made concurrently straight to the systems with a bare
   aiohttp client, so what the hub adds shows apart from what any HTTP fan-out costs on this machine;
+- and the floor of a service in the hub's place (bench/proxy.py): a plain ASGI app under the hub's server
+  settings that makes the same five calls and answers, without GraphQL, authentication or resilience;
+  what the hub adds beyond it is the hub's own cost;
 - the calls each system got for one query of 100 customers (target: exactly 1 each).
 """
 
@@ -69,9 +72,10 @@ def _mapping(folder: Path, base: str) -> None:
 
 
 async def run(rounds: int = 7) -> list[str]:
-    systems_port, hub_port = free_port(), free_port()
+    systems_port, hub_port, proxy_port = free_port(), free_port(), free_port()
     systems_url = f"http://127.0.0.1:{systems_port}"
     hub_url = f"http://127.0.0.1:{hub_port}"
+    proxy_url = f"http://127.0.0.1:{proxy_port}"
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "mappings"
         _mapping(folder, systems_url)
@@ -87,13 +91,16 @@ async def run(rounds: int = 7) -> list[str]:
             start([sys.executable, str(HERE / "systems.py"), "--port", str(systems_port), "--delay",
                    str(DELAY)]),
             start([HUB, "serve", "--port", str(hub_port), "--log-level", "warning"], env),
+            start([sys.executable, str(HERE / "proxy.py"), "--port", str(proxy_port),
+                   "--systems", systems_url]),
         ]
         try:
             async with aiohttp.ClientSession() as session:
                 await up(session, f"{systems_url}/health", procs[0])
                 await up(session, f"{hub_url}/healthz", procs[1])
+                await up(session, f"{proxy_url}/healthz", procs[2])
                 await auth.assert_required(session, f"{hub_url}/graphql", token)
-                return await _measure(session, hub_url, systems_url, rounds, auth.headers(token))
+                return await _measure(session, hub_url, systems_url, proxy_url, rounds, auth.headers(token))
         finally:
             stop(*procs)
 
@@ -109,7 +116,7 @@ async def _gql(session: aiohttp.ClientSession, url: str, query: str, variables: 
     return body["data"]
 
 
-async def _measure(session: aiohttp.ClientSession, hub: str, systems: str, rounds: int,
+async def _measure(session: aiohttp.ClientSession, hub: str, systems: str, proxy: str, rounds: int,
                    headers: dict[str, str]) -> list[str]:
     ids = []
     for i in range(100):
@@ -132,6 +139,14 @@ async def _measure(session: aiohttp.ClientSession, hub: str, systems: str, round
         await asyncio.gather(*(one(s) for s in SYSTEMS))
         return time.perf_counter() - started
 
+    async def proxied(i: int) -> float:
+        started = time.perf_counter()
+        async with session.post(f"{proxy}/graphql", json={"variables": {"id": ids[i % 100]}}) as r:
+            data = await r.json()
+        elapsed = time.perf_counter() - started
+        assert set(SYSTEMS) <= set(data["data"]["customer"]["attributes"]), data
+        return elapsed
+
     plain = httpx.AsyncClient()
 
     async def httpx_floor(i: int) -> float:
@@ -146,14 +161,17 @@ async def _measure(session: aiohttp.ClientSession, hub: str, systems: str, round
         await view(i)
         await floor(i)
         await httpx_floor(i)
-    views, floors, httpx_floors = [], [], []
+        await proxied(i)
+    views, floors, httpx_floors, proxies = [], [], [], []
     for r in range(rounds):  # interleaved, so drift on the machine hits all alike
         for i in range(20):
             views.append(await view(r * 20 + i))
             floors.append(await floor(r * 20 + i))
             httpx_floors.append(await httpx_floor(r * 20 + i))
+            proxies.append(await proxied(r * 20 + i))
     await plain.aclose()
     p50, p50_floor = statistics.median(views), statistics.median(floors)
+    p50_proxy = statistics.median(proxies)
 
     async with session.post(f"{systems}/reset"):
         pass
@@ -169,9 +187,13 @@ async def _measure(session: aiohttp.ClientSession, hub: str, systems: str, round
         f"process (aiohttp) p50 {p50_floor * 1e3:.1f} ms (floor ÷ 20 ms = {p50_floor / DELAY:.2f}; "
         f"view ÷ floor = {p50 / p50_floor:.2f}); with httpx's own transport p50 "
         f"{statistics.median(httpx_floors) * 1e3:.1f} ms",
+        f"a bare ASGI fan-out proxy in the hub's place (bench/proxy.py, same server): p50 "
+        f"{p50_proxy * 1e3:.1f} ms "
+        f"(÷ 20 ms = {p50_proxy / DELAY:.2f}; view ÷ proxy = {p50 / p50_proxy:.2f}: the hub's own cost)",
         f"100 customers in one query: calls per system {per_system}",
         f"bench view-fanout: ratio={ratio:.2f} target={TARGET} {verdict} "
-        f"(p50 {p50 * 1e3:.1f} ms ÷ {DELAY * 1e3:.0f} ms; calls per system for 100 customers: "
+        f"(p50 {p50 * 1e3:.1f} ms ÷ {DELAY * 1e3:.0f} ms; a bare fan-out proxy {p50_proxy / DELAY:.2f}; "
+        f"calls per system for 100 customers: "
         f"{sorted(set(per_system.values()))})",
     ]
 
