@@ -14,6 +14,7 @@ from hub.api import convert, federation, guard, privacy
 from hub.api.audit import audit_mutations
 from hub.api.context import Context, check_limit
 from hub.api.errors import public_detail
+from hub.api.execution import Executor
 from hub.api.extensions import AfterExecution, answer_policy, limit_rules, partial_data
 from hub.api.inputs import InputLimits
 from hub.api.metrics import Observe
@@ -390,6 +391,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         query=FederatedQuery,
         mutation=Mutation,
         subscription=Subscription,
+        execution_context_class=Executor,  # frees an operation's objects when it ends (hub.api.execution)
         extensions=[  # classes and factories: strawberry makes them fresh per request
             Observe,  # first: times and traces the whole operation (hub.api.metrics)
             lambda: AfterExecution(steps=after),
