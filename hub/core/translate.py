@@ -44,25 +44,26 @@ class Fragment:
 
 def get_path(record: Any, path: str) -> Any:
     """The value at a dotted path; a number picks a list item, '*' maps the rest over every item."""
-    parts = path.split(".")
+    return _walk(record, path.split("."), 0)
 
-    def walk(node: Any, i: int) -> Any:
-        if i == len(parts):
-            return node
-        part = parts[i]
-        if part == "*":
-            if not isinstance(node, list):
-                return MISSING
-            items = [walk(item, i + 1) for item in node]
-            return [v for v in items if v is not MISSING and v is not None]
-        if isinstance(node, Mapping):
-            return walk(node[part], i + 1) if part in node else MISSING
-        if isinstance(node, list) and part.isdigit():
-            idx = int(part)
-            return walk(node[idx], i + 1) if idx < len(node) else MISSING
-        return MISSING
 
-    return walk(record, 0)
+def _walk(node: Any, parts: list[str], i: int) -> Any:
+    # A module function, not a closure: a recursive closure is a reference cycle, one per call, left
+    # to the cyclic collector (get_path runs for every mapped field of every record read).
+    if i == len(parts):
+        return node
+    part = parts[i]
+    if part == "*":
+        if not isinstance(node, list):
+            return MISSING
+        items = [_walk(item, parts, i + 1) for item in node]
+        return [v for v in items if v is not MISSING and v is not None]
+    if isinstance(node, Mapping):
+        return _walk(node[part], parts, i + 1) if part in node else MISSING
+    if isinstance(node, list) and part.isdigit():
+        idx = int(part)
+        return _walk(node[idx], parts, i + 1) if idx < len(node) else MISSING
+    return MISSING
 
 
 def _empty(v: Any) -> bool:
