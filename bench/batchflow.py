@@ -101,7 +101,7 @@ def _run_size(n: int) -> dict[str, float]:
     raise RuntimeError(f"batch-flow {n}: {out.stdout[-2000:]}{out.stderr[-4000:]}")
 
 
-async def run(small: int = 100_000, large: int = 1_000_000, raw_count: int = 20_000) -> list[str]:
+async def run(small: int = 100_000, large: int = 1_000_000, raw_count: int = 10_000) -> list[str]:
     small_run = await asyncio.to_thread(_run_size, small)
     raw = await raw_publish_consume(raw_count, b"x" * 400)
     large_run = await asyncio.to_thread(_run_size, large)
