@@ -11,36 +11,29 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import uvicorn
+from plain import Message, Receive, Send, answer, body, lifespan
 
 from hub.api.oneflush import OneFlushHttp
 
 BODY = b'{"data": {"ok": true}}'
-Message = MutableMapping[str, Any]
 
 
 def create() -> Callable[..., Awaitable[None]]:
     """The app, in each worker process (uvicorn imports it by name there)."""
     cpu = float(os.environ["BUSY_CPU_MS"]) / 1e3
 
-    async def asgi(scope: Message, receive: Callable[[], Awaitable[Message]], send: Any) -> None:
+    async def asgi(scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await lifespan(receive, send)
             return
-        more = True
-        while more:
-            more = (await receive()).get("more_body", False)
+        await body(receive)
         until = time.thread_time() + cpu  # CPU time, not wall time: a preempted worker still owes it
         while time.thread_time() < until:
             pass
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]})
-        await send({"type": "http.response.body", "body": BODY})
+        await answer(send, BODY)
 
     return asgi
 

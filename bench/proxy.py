@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import orjson
 import uvicorn
+from plain import Message, Receive, Send, body, lifespan
+from plain import answer as respond
 
 from hub.api.oneflush import OneFlushHttp
 
 SYSTEMS = ("s1", "s2", "s3", "s4", "s5")
-Message = MutableMapping[str, Any]
 
 
 def app(systems: str) -> Callable[..., Awaitable[None]]:
@@ -32,31 +33,20 @@ def app(systems: str) -> Callable[..., Awaitable[None]]:
         async with session[0].get(f"{systems}/{system}/customers", params={"ids": customer_id}) as r:
             return (await r.json())["data"][0]["value"]
 
-    async def asgi(scope: Message, receive: Callable[[], Awaitable[Message]], send: Any) -> None:
+    async def asgi(scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                session.append(aiohttp.ClientSession())
-                await send({"type": "lifespan.startup.complete"})
+            await lifespan(receive, send, lambda: session.append(aiohttp.ClientSession()))
             await session[0].close()
-            await send({"type": "lifespan.shutdown.complete"})
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        request = await body(receive)
         if scope["path"] == "/graphql":
-            customer_id = orjson.loads(body)["variables"]["id"]
+            customer_id = orjson.loads(request)["variables"]["id"]
             values = await asyncio.gather(*(one(s, customer_id) for s in SYSTEMS))
             attributes = dict(zip(SYSTEMS, values, strict=True))
             answer = {"data": {"customer": {"id": customer_id, "attributes": attributes}}}
         else:
             answer = {"ok": True}
-        data = orjson.dumps(answer)
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
-        await send({"type": "http.response.body", "body": data})
+        await respond(send, answer)
 
     return asgi
 

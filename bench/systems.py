@@ -15,31 +15,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qs
 
-import orjson
 import uvicorn
+from plain import Message, Receive, Send, answer, lifespan
 
 SYSTEMS = ("s1", "s2", "s3", "s4", "s5")
-Message = MutableMapping[str, Any]
 
 
 def app(delay: float) -> Callable[..., Awaitable[None]]:
     calls: Counter[str] = Counter()
 
-    async def answer(send: Callable[[Message], Awaitable[None]], body: Any, status: int = 200) -> None:
-        data = orjson.dumps(body)
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
-        await send({"type": "http.response.body", "body": data})
-
-    async def asgi(scope: Message, receive: Callable[[], Awaitable[Message]], send: Any) -> None:
+    async def asgi(scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await lifespan(receive, send)
             return
         path = scope["path"]
         if path == "/stats":
