@@ -37,7 +37,8 @@ BUSY_CPU_MS = 1.7  # the hub's CPU per executed view here (psutil over a wrk rou
 
 async def run(rounds: int = 3, seconds: int = 5) -> list[str]:
     one_port, two_port, busy_one_port, busy_two_port = free_port(), free_port(), free_port(), free_port()
-    busy_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    path = [str(HERE), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    busy_env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     with tempfile.TemporaryDirectory() as tmp:
         async with fresh_database() as database, fresh_namespace() as namespace:
             env = auth.env({**os.environ, "HUB_DATABASE_URL": database, "HUB_BROKER_URL": RABBITMQ_URL,

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,11 @@ async def bounded(awaitable: Awaitable[T], seconds: float) -> T:
     if task in done:
         return task.result()
     task.cancel()
-    task.add_done_callback(_retrieve)
+    task.add_done_callback(retrieve)
     raise TimeoutError(f"no answer within {seconds:g}s")
 
 
-def _retrieve(task: asyncio.Task[object]) -> None:
+def retrieve(task: asyncio.Future[Any]) -> None:
     # The caller has gone on: read the outcome so asyncio does not warn that it was never retrieved.
     if not task.cancelled():
         task.exception()

@@ -19,8 +19,12 @@ from typing import Any
 from graphql.type import definition
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from hub.waiting import retrieve
+
 # graphql-core 3.3's; an older one has no helpers, and no cycle to break
 HELPERS: Any = getattr(definition, "GraphQLResolveInfoHelpers", None)
+if HELPERS is not None:
+    from graphql.pyutils.gather_with_cancel import gather_with_cancel
 
 
 class Executor(StrawberryGraphQLCoreExecutionContext):
@@ -37,17 +41,12 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             else:  # the operation is over: still settle the work, and read its outcome
                 for value in values:
                     if asyncio.isfuture(value) or asyncio.iscoroutine(value):
-                        asyncio.ensure_future(value).add_done_callback(_retrieve)
+                        asyncio.ensure_future(value).add_done_callback(retrieve)
 
         def gather(values: Sequence[Awaitable[Any]]) -> Awaitable[list[Any]]:
             executor = ref()
             if executor is None:  # only a resolver that outlived its operation gets here
-                return asyncio.gather(*values)
+                return gather_with_cancel(*values)  # what gather_async_work does
             return executor.gather_async_work(values)
 
         self.async_helpers = HELPERS(gather=gather, track=track)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
